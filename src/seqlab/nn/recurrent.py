@@ -1,0 +1,345 @@
+"""One recurrent layer for every cell: time, layers, directions, residuals, lengths.
+
+``Recurrent`` looks like ``torch.nn.LSTM`` from outside.  Inside, it either
+hands its own parameters to torch's fused kernel (standard cells without
+extra options) or runs the reference loop: the cell's input projection for
+the whole sequence in one GEMM, then ``cell.step`` once per time step.
+
+Notation: ``T`` time, ``B`` batch, ``I`` input size, ``H`` hidden size,
+``L`` layers, ``D`` directions (1 or 2).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .cells import CELLS, RecurrentCell
+
+__all__ = ["Recurrent", "from_torch"]
+
+StateArg = Tensor | tuple[Tensor, ...] | None
+
+_IMPLS = ("auto", "reference")
+
+
+def _cell_class(name: str) -> type[RecurrentCell]:
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}") from None
+
+
+def _check_cell_options(cls: type[RecurrentCell], options: dict) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    valid = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        hint = f"valid options: {', '.join(valid)}" if valid else "it takes no options"
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for cell {cls.__name__}; {hint}")
+
+
+class Recurrent(nn.Module):
+    """A stack of recurrent layers built from any registered cell.
+
+    Args:
+        cell: a name from :data:`seqlab.nn.CELLS` ("lstm", "gru", "sru", ...).
+        input_size: features per time step of the input, ``I``.
+        hidden_size: units per direction, ``H``.
+        num_layers: stacked layers, ``L``.
+        batch_first: input and output are ``(B, T, ·)`` instead of ``(T, B, ·)``.
+        bidirectional: run a second cell backwards over each sequence and
+            concatenate both outputs (Schuster & Paliwal 1997).
+        dropout: dropout on the outputs of every layer but the last.
+        residual: add each layer's input to its output wherever the two have
+            the same size (a deep residual RNN; Wu et al. 2016 for GNMT).
+            Layer 0 qualifies only when ``input_size == D * H``.
+        impl: "auto" uses torch's fused kernel when the cell allows it,
+            "reference" always runs the step-by-step loop.
+        **cell_options: passed to the cell (``peepholes="if"``, ``t_max=784``, ...).
+
+    ``forward(x, state=None, lengths=None) -> (output, state)``:
+
+    * ``x``: ``(T, B, I)`` (or ``(B, T, I)`` with ``batch_first``), or a
+      ``PackedSequence``, in which case the output is one too.
+    * ``lengths``: ``(B,)`` true lengths of a padded batch.  Padding steps
+      neither change the state nor appear in the output (they are 0).
+    * ``state``: ``(L * D, B, H)``, or a tuple of such tensors for cells
+      with several (``(h, c)`` for the LSTM family), ordered like torch:
+      layer-major, forward direction before backward.
+    * ``output``: ``(T, B, D * H)``, the last layer's ``h`` at every step.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        residual: bool = False,
+        impl: str = "auto",
+        **cell_options,
+    ) -> None:
+        super().__init__()
+        cls = _cell_class(cell)
+        _check_cell_options(cls, cell_options)
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if impl not in _IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(_IMPLS)}, got {impl!r}")
+        self.cell = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.batch_first = batch_first
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = float(dropout)
+        self.impl = impl
+        self.cell_options = dict(cell_options)
+        self.state_size = cls.state_size
+
+        out = self.num_directions * hidden_size
+        layer_inputs = [input_size] + [out] * (num_layers - 1)
+        self.residual_layers = tuple(l for l, size in enumerate(layer_inputs) if residual and size == out)
+        if residual and not self.residual_layers:
+            raise ValueError(
+                f"residual=True needs a layer whose input and output sizes match: with num_layers=1 "
+                f"input_size ({input_size}) must equal num_directions * hidden_size ({out}); "
+                f"or use num_layers >= 2"
+            )
+        self.residual = residual
+        # cells[l * D + d]: layer l, direction d (0 forward, 1 backward), torch's order.
+        self.cells = nn.ModuleList(
+            cls(size, hidden_size, **cell_options) for size in layer_inputs for _ in range(self.num_directions)
+        )
+
+    # ------------------------------------------------------------------ info
+
+    @property
+    def uses_native(self) -> bool:
+        """True when forward runs torch's fused kernel on this module's parameters."""
+        return self.impl == "auto" and CELLS[self.cell].native is not None and not self.residual
+
+    def extra_repr(self) -> str:
+        s = f"{self.cell!r}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        for name in ("batch_first", "bidirectional", "residual"):
+            if getattr(self, name):
+                s += f", {name}=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+    # --------------------------------------------------------------- forward
+
+    def forward(self, x: Tensor | PackedSequence, state: StateArg = None, lengths: Tensor | None = None):
+        if isinstance(x, PackedSequence):
+            if lengths is not None:
+                raise ValueError("pass lengths only with a padded tensor, not with a PackedSequence")
+            return self._forward_packed(x, state)
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            raise ValueError(f"expected input {layout} with I={self.input_size}, got shape {tuple(x.shape)}")
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        output, final = self._run(x, state, lengths)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, final
+
+    def _run(self, x: Tensor, state: StateArg, lengths: Tensor | None):
+        """(T, B, I) -> ((T, B, D*H), final state in the caller's format)."""
+        T, B = x.shape[:2]
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, T, B)
+        states = self._check_state(state, B)
+        if self.uses_native:
+            output, final = self._forward_native(x, states, lengths)
+        else:
+            output, final = self._forward_reference(x, states, lengths)
+        return output, (final[0] if self.state_size == 1 else final)
+
+    def _check_lengths(self, lengths: Tensor, T: int, B: int) -> Tensor:
+        lengths = torch.as_tensor(lengths)
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
+        if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > T):
+            raise ValueError(f"lengths must lie in [1, {T}], got min {int(lengths.min())}, max {int(lengths.max())}")
+        return lengths.to(torch.long)
+
+    def _check_state(self, state: StateArg, B: int) -> tuple[Tensor, ...] | None:
+        if state is None:
+            return None
+        states = (state,) if isinstance(state, Tensor) else tuple(state)
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if len(states) != self.state_size or any(s.shape != shape for s in states):
+            got = [tuple(s.shape) for s in states]
+            raise ValueError(f"state must be {self.state_size} tensor(s) of shape {shape}, got {got}")
+        return states
+
+    def _forward_packed(self, packed: PackedSequence, state: StateArg) -> tuple[PackedSequence, StateArg]:
+        if packed.data.dim() != 2 or packed.data.shape[-1] != self.input_size:
+            raise ValueError(f"expected packed data (N, {self.input_size}), got shape {tuple(packed.data.shape)}")
+        padded, lengths = pad_packed_sequence(packed)  # (T, B, I), original batch order
+        output, final = self._run(padded, state, lengths)
+        # Re-pack in the input's own order so sorted/unsorted indices carry over unchanged.
+        order = packed.sorted_indices
+        if order is not None:
+            output = output.index_select(1, order)
+            lengths = lengths.index_select(0, order.cpu())
+        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), final
+
+    # ---- torch's fused kernel
+
+    def _flat_weights(self) -> list[Tensor]:
+        return [p for c in self.cells for p in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+
+    def _forward_native(self, x: Tensor, states, lengths):
+        """(T, B, I) -> (T, B, D*H) through ``torch._VF.<lstm|gru|rnn_*>`` on our own parameters."""
+        kernel = getattr(torch._VF, CELLS[self.cell].native)
+        T, B = x.shape[:2]
+        if states is None:
+            zeros = x.new_zeros(self.num_layers * self.num_directions, B, self.hidden_size)
+            states = tuple(zeros for _ in range(self.state_size))
+        hx = states if self.state_size > 1 else states[0]
+        args = (self._flat_weights(), True, self.num_layers, self.dropout, self.training, self.bidirectional)
+        if lengths is None:
+            output, *final = kernel(x, hx, *args, False)
+            return output, tuple(final)
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        order, restore = packed.sorted_indices, packed.unsorted_indices
+        hx = tuple(s.index_select(1, order) for s in states)
+        data, *final = kernel(packed.data, packed.batch_sizes, hx if self.state_size > 1 else hx[0], *args)
+        output, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, restore), total_length=T)
+        return output, tuple(s.index_select(1, restore) for s in final)
+
+    # ---- reference loop
+
+    def _forward_reference(self, x: Tensor, states, lengths):
+        """(T, B, I) -> (T, B, D*H), one ``cell.step`` per time step, layer and direction."""
+        T, B = x.shape[:2]
+        # mask[t]: (B, 1), True where step t lies inside the sequence.
+        mask = None
+        if lengths is not None:
+            steps = torch.arange(T, device=x.device).unsqueeze(1)
+            mask = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
+        finals: list[tuple[Tensor, ...]] = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                k = layer * self.num_directions + direction
+                cell = self.cells[k]
+                state = cell.init_state(B, x) if states is None else tuple(s[k] for s in states)
+                output, state = self._run_direction(cell, layer_input, state, mask, reverse=direction == 1)
+                outputs.append(output)
+                finals.append(state)
+            y = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
+            if layer in self.residual_layers:
+                y = y + layer_input if mask is None else y + layer_input * mask
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                y = F.dropout(y, self.dropout, training=True)
+            layer_input = y
+        final = tuple(torch.stack([s[j] for s in finals]) for j in range(self.state_size))
+        return layer_input, final
+
+    @staticmethod
+    def _run_direction(cell: RecurrentCell, x: Tensor, state, mask: Tensor | None, reverse: bool):
+        xp = cell.project(x)  # (T, B, G): every input GEMM of the sequence at once
+        T = x.shape[0]
+        outputs: list[Tensor] = [x] * T
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            new = cell.step(xp[t], state)
+            if mask is not None:
+                # Outside a sequence the state is carried through unchanged and the output is 0,
+                # so the backward direction starts each sequence at its own last step.
+                m = mask[t]
+                new = tuple(torch.where(m, n, s) for n, s in zip(new, state))
+                outputs[t] = new[0] * m
+            else:
+                outputs[t] = new[0]
+            state = new
+        return torch.stack(outputs), state
+
+    # ------------------------------------------------------------- interop
+
+    def to_torch(self) -> nn.RNNBase:
+        """An equivalent ``torch.nn.LSTM``/``GRU``/``RNN`` with copies of the weights."""
+        native = CELLS[self.cell].native
+        if native is None or self.residual:
+            raise ValueError(
+                f"only lstm, gru, rnn_tanh and rnn_relu without residual connections have a torch "
+                f"equivalent; this layer is cell={self.cell!r}, residual={self.residual}"
+            )
+        kwargs = dict(
+            num_layers=self.num_layers,
+            batch_first=self.batch_first,
+            bidirectional=self.bidirectional,
+            dropout=self.dropout,
+        )
+        if native == "lstm":
+            module = nn.LSTM(self.input_size, self.hidden_size, **kwargs)
+        elif native == "gru":
+            module = nn.GRU(self.input_size, self.hidden_size, **kwargs)
+        else:
+            nonlinearity = native.removeprefix("rnn_")
+            module = nn.RNN(self.input_size, self.hidden_size, nonlinearity=nonlinearity, **kwargs)
+        ref = self.cells[0].weight_ih
+        module = module.to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for name, src in zip(_torch_weight_names(self.num_layers, self.num_directions), self._flat_weights()):
+                getattr(module, name).copy_(src)
+        return module
+
+
+def _torch_weight_names(num_layers: int, num_directions: int) -> list[str]:
+    names = []
+    for layer in range(num_layers):
+        for direction in range(num_directions):
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            names += [f"{kind}{suffix}" for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    return names
+
+
+def from_torch(module: nn.RNNBase) -> Recurrent:
+    """Convert a ``torch.nn.LSTM``, ``GRU`` or ``RNN`` into a :class:`Recurrent` with the same weights."""
+    if isinstance(module, nn.LSTM):
+        cell = "lstm"
+        if module.proj_size:
+            raise ValueError("LSTM with proj_size > 0 has no seqlab equivalent")
+    elif isinstance(module, nn.GRU):
+        cell = "gru"
+    elif isinstance(module, nn.RNN):
+        cell = f"rnn_{module.nonlinearity}"
+    else:
+        raise TypeError(f"expected torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
+    if not module.bias:
+        raise ValueError("torch modules built with bias=False are not supported; seqlab cells always have biases")
+    layer = Recurrent(
+        cell,
+        module.input_size,
+        module.hidden_size,
+        module.num_layers,
+        batch_first=module.batch_first,
+        bidirectional=module.bidirectional,
+        dropout=module.dropout,
+    )
+    ref = module.weight_ih_l0
+    layer = layer.to(device=ref.device, dtype=ref.dtype)
+    with torch.no_grad():
+        names = _torch_weight_names(module.num_layers, 2 if module.bidirectional else 1)
+        for name, dst in zip(names, layer._flat_weights()):
+            dst.copy_(getattr(module, name))
+    layer.train(module.training)
+    return layer
