@@ -133,10 +133,13 @@ class RNNTanhCell(_ElmanCell):
 
 
 class RNNReLUCell(_ElmanCell):
-    """Simple RNN with ReLU units; Kaiming input init, orthogonal recurrent init.
+    """Simple RNN with ReLU units; Kaiming input init, identity recurrent init.
 
-    An orthogonal ``U`` keeps the linear part norm-preserving, in the spirit
-    of the identity init of Le et al. 2015 (IRNN).
+    The identity is the orthogonal matrix that IRNN (Le, Jaitly & Hinton 2015)
+    picks for ReLU units: at init the state is copied forward unchanged, which
+    lets gradients reach far back.  A random orthogonal ``U`` mixes the
+    non-negative state with negative entries that ReLU then cuts off; in our
+    delayed-recall test that cell never left chance level.
     """
 
     native = "rnn_relu"
@@ -144,6 +147,8 @@ class RNNReLUCell(_ElmanCell):
     def reset_parameters(self) -> None:
         init.kaiming_(self.weight_ih)
         super().reset_parameters()
+        with torch.no_grad():
+            self.weight_hh.copy_(torch.eye(self.hidden_size))
 
     def _activation(self, a: Tensor) -> Tensor:
         return torch.relu(a)
@@ -423,8 +428,10 @@ class LayerNormLSTMCell(_GatedCell):
 
 
 class SRUCell(RecurrentCell):
-    """Simple Recurrent Unit (Lei et al. 2018, "Simple Recurrent Units for Highly
-    Parallelizable Recurrence", eq. 3-7), with its highway connection.
+    """Simple Recurrent Unit with highway connection (Lei et al. 2018, eq. 3-7).
+
+    Lei, Zhang, Wang, Dai & Artzi, "Simple Recurrent Units for Highly
+    Parallelizable Recurrence", EMNLP 2018:
 
         f_t = σ(W_f x_t + v_f ⊙ c_{t-1} + b_f)
         r_t = σ(W_r x_t + v_r ⊙ c_{t-1} + b_r)
