@@ -36,6 +36,20 @@ def _cmd_cells(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .tasks import TASKS
+
+    recipe = TASKS[args.task]
+    config = load_config(recipe.G2PConfig, args.config, args.overrides)
+    run_dir = args.run_dir or f"runs/{args.task}"
+    result = recipe.train_g2p(config, run_dir, resume=not args.restart)
+    best = "  ".join(f"{k} {v:.4g}" for k, v in result.best_metrics.items())
+    print(f"done after {result.epochs} epochs ({result.stopped}, {result.seconds / 60:.1f} min); best: {best}")
+    print(f"best model: {result.run_dir / 'best'}   log: {result.run_dir / 'log.csv'}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -58,12 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
     cells.add_argument("--input-size", type=_positive_int, default=128, help="input features I (default: 128)")
     cells.add_argument("--hidden-size", type=_positive_int, default=256, help="hidden units H (default: 256)")
     cells.set_defaults(func=_cmd_cells)
+
+    from .tasks import TASKS
+
+    train = sub.add_parser(
+        "train",
+        help="train a recipe (resumes an interrupted run in the same folder)",
+        description="Train a recipe. Settings come from the recipe's defaults, then --config, then key=value "
+        "overrides; unknown keys are an error that lists the valid ones.",
+    )
+    train.add_argument("task", choices=list(TASKS), help="the recipe")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 cell=gru")
+    train.add_argument("--config", help="YAML config file (e.g. configs/g2p.yaml)")
+    train.add_argument("--run-dir", help="output folder (default: runs/TASK)")
+    train.add_argument("--restart", action="store_true", help="start from scratch even if the run folder has a checkpoint")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may come after options (train g2p --config X epochs=5), which
+    # argparse cannot match to a positional once an option has been seen.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

