@@ -1,20 +1,60 @@
 """The ``seqlab`` command.
 
-Each subcommand is a small function that parses nothing itself: argparse
-fills the arguments, the function calls importable library code.  Errors a
-user can cause are :class:`seqlab.errors.SeqlabError`; they are printed as
-one line (plus a hint) on stderr with exit code 2, never as a traceback.
+Each subcommand is a small function: argparse fills the arguments, the
+function calls importable library code.  Errors a user can cause are
+:class:`seqlab.errors.SeqlabError`; they are printed as one line (plus a
+hint) on stderr with exit code 2, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 from . import __version__
 from .errors import SeqlabError
 
 __all__ = ["main", "build_parser"]
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def _git_commit() -> str | None:
+    try:
+        run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return run.stdout.strip() or None if run.returncode == 0 else None
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _read_words(path: str) -> list[tuple[int, str]]:
+    """Non-empty lines of a word list as ``(line number, word)``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SeqlabError(f"input file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise SeqlabError(f"input file {path} is not UTF-8 text") from None
+    except OSError as err:
+        raise SeqlabError(f"cannot read {path}: {err.strerror}") from None
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+# --------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------
 
 
 def _cmd_cells(args: argparse.Namespace) -> int:
@@ -32,22 +72,112 @@ def _cmd_cells(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     print(f"cells at input_size={args.input_size}, hidden_size={args.hidden_size} (one layer, one direction):")
     for row in [header, *rows]:
-        print("  " + "  ".join(f"{v:<{w}}" if i != 1 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(row, widths))) + "  " + row[4])
+        cols = [f"{v:>{w}}" if i == 1 else f"{v:<{w}}" for i, (v, w) in enumerate(zip(row, widths))]
+        print("  " + "  ".join(cols) + "  " + row[4])
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .tasks import TASKS
+    from .tasks import g2p
 
-    recipe = TASKS[args.task]
-    config = load_config(recipe.G2PConfig, args.config, args.overrides)
+    config = load_config(g2p.G2PConfig, args.config, args.overrides)
     run_dir = args.run_dir or f"runs/{args.task}"
-    result = recipe.train_g2p(config, run_dir, resume=not args.restart)
+    result = g2p.train_g2p(config, run_dir, resume=not args.restart)
     best = "  ".join(f"{k} {v:.4g}" for k, v in result.best_metrics.items())
     print(f"done after {result.epochs} epochs ({result.stopped}, {result.seconds / 60:.1f} min); best: {best}")
-    print(f"best model: {result.run_dir / 'best'}   log: {result.run_dir / 'log.csv'}")
+    print(f"best model: {Path(result.run_dir) / 'best'}   log: {Path(result.run_dir) / 'log.csv'}")
     return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .tasks import g2p
+
+    model = g2p.load_pretrained(args.checkpoint)
+    result = g2p.evaluate_g2p(model, args.split, beam=args.beam)
+    print(
+        f"{args.split}: {result['words']:,} words, beam {args.beam}: WER {_percent(result['wer'])}  "
+        f"PER {_percent(result['per'])}  ({result['words_per_second']:,.0f} words/s, {result['threads']} threads)"
+    )
+    shipped = args.checkpoint is None or Path(args.checkpoint).resolve() == g2p.PRETRAINED
+    out = args.results
+    if out is None and shipped and args.split == "test" and Path("docs/results").is_dir():
+        out = "docs/results/g2p.json"
+    if out:
+        record = {
+            "model": "shipped" if shipped else str(args.checkpoint),
+            **result,
+            "date": datetime.date.today().isoformat(),
+            "commit": _git_commit(),
+            "command": "seqlab " + " ".join(sys.argv[1:]),
+            "training": {k: model.meta.get(k) for k in ("epoch", "metrics", "train_seconds") if k in model.meta},
+        }
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .tasks import g2p
+
+    lines = _read_words(args.input)
+    if not lines:
+        raise SeqlabError(f"input file {args.input} has no words", hint="one word per line")
+    words = []
+    for number, word in lines:
+        try:
+            words.append(g2p.normalize_word(word))
+        except SeqlabError as err:
+            raise SeqlabError(f"{args.input}:{number}: {err}", hint=err.hint) from None
+    model = g2p.load_pretrained(args.checkpoint)
+    start = time.perf_counter()
+    flat = model.pronounce([p for parts in words for p in parts], beam=args.beam)
+    seconds = time.perf_counter() - start
+    out, k = [], 0
+    for (_, word), parts in zip(lines, words):
+        phones = [ph for piece in flat[k : k + len(parts)] for ph in piece]
+        k += len(parts)
+        out.append(f"{word}\t{' '.join(phones)}\n")
+    Path(args.output).write_text("".join(out), encoding="utf-8")
+    print(f"wrote {len(out):,} pronunciations to {args.output} ({len(out) / seconds:,.0f} words/s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_g2p(args: argparse.Namespace) -> int:
+    from .plot import attention_heatmaps
+    from .tasks import g2p
+
+    model = g2p.load_pretrained(args.checkpoint)
+    parts = [g2p.normalize_word(w) for w in args.words]
+    flat_words = [p for ps in parts for p in ps]
+    flat = model.pronounce(flat_words, beam=args.beam)
+    k = 0
+    for word, ps in zip(args.words, parts):
+        phones = [ph for piece in flat[k : k + len(ps)] for ph in piece]
+        k += len(ps)
+        print(f"{word}\t{' '.join(phones)}")
+    if args.plot:
+        items = []
+        for word, phones in zip(flat_words, flat):
+            weights = model.attention(word, phones)
+            if weights is None:
+                raise SeqlabError("this model has no attention to plot (attention=none)")
+            items.append((list(word), [*phones, "</s>"], weights))
+        print(f"wrote {attention_heatmaps(items, args.plot, title='seqlab G2P attention')}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .tasks import g2p
+
+    g2p.run_demo(Path(args.out))
+    return 0
+
+
+# --------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------
 
 
 def _positive_int(text: str) -> int:
@@ -61,32 +191,80 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .tasks import TASKS
+
     parser = argparse.ArgumentParser(
         prog="seqlab",
         description="Recurrent and attention sequence models on PyTorch.",
+        epilog="Start with: seqlab demo   (trains a small G2P model, compares it with the shipped one)",
     )
     parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="the main job in a few minutes: train a compact G2P model and compare it with the shipped one",
+        description="Train a compact G2P model on CMUdict (a few minutes on 2 cores), evaluate it on the test "
+        "split next to the shipped model, pronounce a few test words both ways and draw an attention heatmap.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.set_defaults(func=_cmd_demo)
+
+    g2p = sub.add_parser(
+        "g2p",
+        help="pronounce words with the shipped G2P model",
+        description="Pronounce words (ARPAbet, no stress) with the shipped model. Words are lowercased, accents "
+        "are removed and hyphenated words are pronounced part by part; digits and other symbols are refused.",
+    )
+    g2p.add_argument("words", nargs="+", metavar="WORD")
+    g2p.add_argument("--beam", type=_positive_int, default=5, help="beam size (default: 5; 1 is greedy)")
+    g2p.add_argument("--plot", metavar="FILE.png", help="write the attention heatmap of each word")
+    g2p.add_argument("--checkpoint", help="a checkpoint folder instead of the shipped model")
+    g2p.set_defaults(func=_cmd_g2p)
 
     cells = sub.add_parser("cells", help="list the registered recurrent cells with their parameter counts")
     cells.add_argument("--input-size", type=_positive_int, default=128, help="input features I (default: 128)")
     cells.add_argument("--hidden-size", type=_positive_int, default=256, help="hidden units H (default: 256)")
     cells.set_defaults(func=_cmd_cells)
 
-    from .tasks import TASKS
-
     train = sub.add_parser(
         "train",
         help="train a recipe (resumes an interrupted run in the same folder)",
         description="Train a recipe. Settings come from the recipe's defaults, then --config, then key=value "
-        "overrides; unknown keys are an error that lists the valid ones.",
+        "overrides; unknown keys are an error that lists the valid ones. Rerunning the same command "
+        "resumes from the run folder's last checkpoint.",
     )
     train.add_argument("task", choices=list(TASKS), help="the recipe")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 cell=gru")
     train.add_argument("--config", help="YAML config file (e.g. configs/g2p.yaml)")
     train.add_argument("--run-dir", help="output folder (default: runs/TASK)")
-    train.add_argument("--restart", action="store_true", help="start from scratch even if the run folder has a checkpoint")
+    train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in the run folder")
     train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="WER/PER of a model on the dev or test split",
+        description="Score a model on a split of CMUdict. Evaluating the shipped model on test from the "
+        "repository root also writes docs/results/g2p.json.",
+    )
+    evaluate.add_argument("task", choices=list(TASKS))
+    evaluate.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
+    evaluate.add_argument("--split", choices=("dev", "test"), default="test")
+    evaluate.add_argument("--beam", type=_positive_int, default=1, help="beam size (default: 1, greedy)")
+    evaluate.add_argument("--results", metavar="FILE.json", help="also write the numbers to this JSON file")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    predict = sub.add_parser(
+        "predict",
+        help="pronounce a word list file",
+        description="Read one word per line, write word<TAB>phones per line.",
+    )
+    predict.add_argument("task", choices=list(TASKS))
+    predict.add_argument("--input", required=True, help="word list, one word per line (UTF-8)")
+    predict.add_argument("--output", required=True, help="where to write word<TAB>phone phone ...")
+    predict.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
+    predict.add_argument("--beam", type=_positive_int, default=1, help="beam size (default: 1, greedy)")
+    predict.set_defaults(func=_cmd_predict)
     return parser
 
 

