@@ -132,13 +132,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise SeqlabError(f"{args.input}:{number}: {err}", hint=err.hint) from None
     model = g2p.load_pretrained(args.checkpoint)
     start = time.perf_counter()
-    flat = model.pronounce([p for parts in words for p in parts], beam=args.beam)
+    phones = model.pronounce_parts(words, beam=args.beam)
     seconds = time.perf_counter() - start
-    out, k = [], 0
-    for (_, word), parts in zip(lines, words):
-        phones = [ph for piece in flat[k : k + len(parts)] for ph in piece]
-        k += len(parts)
-        out.append(f"{word}\t{' '.join(phones)}\n")
+    out = [f"{word}\t{' '.join(p)}\n" for (_, word), p in zip(lines, phones)]
     Path(args.output).write_text("".join(out), encoding="utf-8")
     print(f"wrote {len(out):,} pronunciations to {args.output} ({len(out) / seconds:,.0f} words/s)", file=sys.stderr)
     return 0
@@ -150,16 +146,12 @@ def _cmd_g2p(args: argparse.Namespace) -> int:
 
     model = g2p.load_pretrained(args.checkpoint)
     parts = [g2p.normalize_word(w) for w in args.words]
-    flat_words = [p for ps in parts for p in ps]
-    flat = model.pronounce(flat_words, beam=args.beam)
-    k = 0
-    for word, ps in zip(args.words, parts):
-        phones = [ph for piece in flat[k : k + len(ps)] for ph in piece]
-        k += len(ps)
+    for word, phones in zip(args.words, model.pronounce_parts(parts, beam=args.beam)):
         print(f"{word}\t{' '.join(phones)}")
     if args.plot:
+        flat_words = [p for ps in parts for p in ps]
         items = []
-        for word, phones in zip(flat_words, flat):
+        for word, phones in zip(flat_words, model.pronounce(flat_words, beam=args.beam)):
             weights = model.attention(word, phones)
             if weights is None:
                 raise SeqlabError("this model has no attention to plot (attention=none)")

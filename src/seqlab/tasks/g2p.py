@@ -133,15 +133,18 @@ class G2PModel:
                 out[i] = self.phones.decode(tokens)
         return out
 
-    def pronounce_text(self, text_words: list[str], *, beam: int = 1) -> list[list[str]]:
-        """Normalise raw user words (see :func:`normalize_word`) and pronounce them."""
-        parts = [normalize_word(w) for w in text_words]
-        flat = self.pronounce([p for ps in parts for p in ps], beam=beam)
+    def pronounce_parts(self, words: list[list[str]], *, beam: int = 1) -> list[list[str]]:
+        """Pronounce words given as their normalised parts; each word's part phones are joined."""
+        flat = self.pronounce([p for parts in words for p in parts], beam=beam)
         out, k = [], 0
-        for ps in parts:
-            out.append([ph for piece in flat[k : k + len(ps)] for ph in piece])
-            k += len(ps)
+        for parts in words:
+            out.append([ph for piece in flat[k : k + len(parts)] for ph in piece])
+            k += len(parts)
         return out
+
+    def pronounce_text(self, raw_words: list[str], *, beam: int = 1) -> list[list[str]]:
+        """Normalise raw user words (see :func:`normalize_word`) and pronounce them."""
+        return self.pronounce_parts([normalize_word(w) for w in raw_words], beam=beam)
 
     @torch.no_grad()
     def attention(self, word: str, phones: list[str]) -> torch.Tensor | None:
