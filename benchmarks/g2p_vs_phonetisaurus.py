@@ -178,6 +178,11 @@ def _seqlab_train_time(meta: dict[str, Any], run_log: Path | None) -> tuple[floa
             f"whole run from {run_log}: {last['epoch']} epochs incl. dev evaluation each epoch; "
             f"checkpoint from epoch {meta.get('epoch', '?')}{on}"
         )
+    if "train_seconds" in meta:
+        return float(meta["train_seconds"]), (
+            f"from the checkpoint metadata: training up to epoch {meta.get('epoch', '?')}, "
+            f"incl. dev evaluation each epoch{on}"
+        )
     trainer = meta.get("trainer", {})
     if "seconds" in trainer:
         return float(trainer["seconds"]), f"from the checkpoint metadata: {trainer.get('epoch', '?')} epochs{on}"
@@ -226,6 +231,47 @@ def _train_words(n: int | None) -> str:
     return "all" if n == 0 else "?" if n is None else f"the first {n:,}"
 
 
+README_START, README_END = "<!-- g2p-vs-phonetisaurus:start -->", "<!-- g2p-vs-phonetisaurus:end -->"
+
+
+def _table(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "| system | WER | PER | train time | decode words/s | decode speed vs Phonetisaurus |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    base = r["rows"][0]["words_per_second"]
+    for row in r["rows"]:
+        lines.append(
+            f"| {row['system']} | {100 * row['wer']:.2f}% | {100 * row['per']:.2f}% | "
+            f"{_duration(row['train_seconds'])} | {row['words_per_second']:,.0f} | "
+            f"{row['words_per_second'] / base:.2f}x |"
+        )
+    return lines
+
+
+def _update_readme(r: dict[str, Any], readme: Path, report: Path) -> bool:
+    """Replace the table between the README's markers with this run's; False if there are none."""
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    if README_START not in text or README_END not in text:
+        return False
+    s = r["split"]
+    block = [
+        README_START,
+        f"Test split, {s['test_words']:,} words; both systems trained on the same {s['train_words']:,} "
+        f"training words; decoding on one thread ({r['date']}, commit {r['commit']}):",
+        "",
+        *_table(r),
+        "",
+        f"Written by `{REGENERATE}`, which trains Phonetisaurus and decodes with both systems in one run; "
+        f"details in [{report.name}]({report.relative_to(REPO).as_posix()}).",
+        README_END,
+    ]
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    atomic_write_bytes(readme, (head + "\n".join(block) + tail).encode())
+    return True
+
+
 def _render(r: dict[str, Any]) -> str:
     s, ps = r["split"], r["phonetisaurus"]
     partial = s["train_words"] < s["train_words_total"] or s["test_words"] < s["test_words_total"]
@@ -247,21 +293,10 @@ def _render(r: dict[str, Any]) -> str:
     ]
     if partial:
         lines += ["", "**Partial split (smoke test): these numbers are not comparable with full-split results.**"]
-    lines += [
-        "",
-        "| system | WER | PER | train time | decode words/s | decode speed vs Phonetisaurus |",
-        "|---|---:|---:|---|---:|---:|",
-    ]
-    base = r["rows"][0]["words_per_second"]
     mismatches = ps["cli_mismatches"]
     agreement = (f"disagreed with the bindings on {mismatches:,} words" if mismatches
                  else "agreed with the bindings on every word")
-    for row in r["rows"]:
-        lines.append(
-            f"| {row['system']} | {100 * row['wer']:.2f}% | {100 * row['per']:.2f}% | "
-            f"{_duration(row['train_seconds'])} | {row['words_per_second']:,.0f} | "
-            f"{row['words_per_second'] / base:.2f}x |"
-        )
+    lines += ["", *_table(r)]
     lines += [
         "",
         "Notes:",
@@ -369,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(args.out, _render(result).encode())
     atomic_write_bytes(args.out.with_suffix(".json"), (json.dumps(result, indent=2) + "\n").encode())
     _log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    s = result["split"]
+    full = s["train_words"] == s["train_words_total"] and s["test_words"] == s["test_words_total"]
+    if full and args.out.resolve() == (REPO / "docs/results/g2p_vs_phonetisaurus.md").resolve():
+        if _update_readme(result, REPO / "README.md", args.out.resolve()):
+            _log("updated the comparison table in README.md")
     return 0
 
 

@@ -38,3 +38,10 @@ def test_run_folder_layout(tiny_task, tmp_path):
 def test_training_learns_the_synthetic_rule(tiny_task, tmp_path):
     _, result = _run(tiny_task(epochs=15, patience=15), tmp_path / "run")
     assert result.best_metrics["wer"] < 0.6 and result.best_metrics["per"] < 0.3, result.best_metrics
+
+
+def test_scheduled_decay_halves_the_lr_every_epoch(tiny_task, tmp_path):
+    _run(tiny_task(epochs=3, decay_start=1, lr_decay=0.5, lr=8e-3, patience=5), tmp_path / "run")
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
+    lrs = [float(row.split(",")[-2]) for row in rows]
+    assert lrs == [4e-3, 2e-3, 1e-3]

@@ -91,14 +91,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data import load_g2p
     from .tasks import g2p
 
     model = g2p.load_pretrained(args.checkpoint)
-    result = g2p.evaluate_g2p(model, args.split, beam=args.beam)
-    print(
-        f"{args.split}: {result['words']:,} words, beam {args.beam}: WER {_percent(result['wer'])}  "
-        f"PER {_percent(result['per'])}  ({result['words_per_second']:,.0f} words/s, {result['threads']} threads)"
-    )
+    data = load_g2p()
+    results = []
+    for beam in args.beam:
+        result = g2p.evaluate_g2p(model, args.split, beam=beam, data=data)
+        results.append(result)
+        print(
+            f"{args.split}: {result['words']:,} words, beam {beam}: WER {_percent(result['wer'])}  "
+            f"PER {_percent(result['per'])}  ({result['words_per_second']:,.0f} words/s, {result['threads']} threads)"
+        )
     shipped = args.checkpoint is None or Path(args.checkpoint).resolve() == g2p.PRETRAINED
     out = args.results
     if out is None and shipped and args.split == "test" and Path("docs/results").is_dir():
@@ -106,11 +111,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if out:
         record = {
             "model": "shipped" if shipped else str(args.checkpoint),
-            **result,
+            "results": results,
             "date": datetime.date.today().isoformat(),
             "commit": _git_commit(),
             "command": "seqlab " + " ".join(sys.argv[1:]),
-            "training": {k: model.meta.get(k) for k in ("epoch", "metrics", "train_seconds") if k in model.meta},
+            "training": {k: model.meta[k] for k in ("epoch", "metrics", "train_seconds") if k in model.meta},
         }
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -242,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("task", choices=list(TASKS))
     evaluate.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
     evaluate.add_argument("--split", choices=("dev", "test"), default="test")
-    evaluate.add_argument("--beam", type=_positive_int, default=1, help="beam size (default: 1, greedy)")
+    evaluate.add_argument("--beam", type=_positive_int, nargs="+", default=[1],
+                          help="beam size(s) (default: 1, greedy); e.g. --beam 1 5")
     evaluate.add_argument("--results", metavar="FILE.json", help="also write the numbers to this JSON file")
     evaluate.set_defaults(func=_cmd_eval)
 

@@ -11,7 +11,8 @@ Run folder:
 
     last/      model + optimizer + RNG after the latest epoch (resume point)
     best/      model with the best dev metric so far (what eval/predict use)
-    log.csv    one row per epoch
+    log.csv    one row per epoch: train loss, dev metrics, the lr the next epoch
+               will use (after this epoch's decay) and the cumulative seconds
 
 Determinism: the batch order of epoch ``e`` is a function of ``(seed, e)``
 and the torch RNG state (dropout) is saved with every checkpoint, so a run
@@ -48,8 +49,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # Adam L2 penalty
     clip_norm: float | None = 5.0  # clip the global gradient norm (None: off)
     clip_value: float | None = None  # clamp each gradient entry (None: off)
-    lr_decay: float = 0.5  # multiply the lr by this when the dev metric stalls
+    lr_decay: float = 0.5  # multiply the lr by this when the dev metric stalls (and on schedule)
     lr_patience: int = 0  # epochs without improvement before the lr decays
+    decay_start: int = 0  # from this epoch on, decay the lr after every epoch (0: only on stalls)
     min_lr: float = 1e-5  # the lr never decays below this
     patience: int = 4  # stop after this many epochs without improvement
     max_minutes: float | None = None  # stop before an epoch that would end past this budget
@@ -67,8 +69,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 or null, got {value}")
-        if self.patience < 1 or self.lr_patience < 0:
-            raise ValueError("patience must be >= 1 and lr_patience >= 0")
+        if self.patience < 1 or self.lr_patience < 0 or self.decay_start < 0:
+            raise ValueError("patience must be >= 1, lr_patience and decay_start >= 0")
 
 
 class Task(Protocol):
@@ -224,10 +226,13 @@ class Trainer:
             else:
                 self.bad_epochs += 1
                 self.stalled += 1
-                if self.stalled > cfg.lr_patience:
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = max(cfg.min_lr, group["lr"] * cfg.lr_decay)
-                    self.stalled = 0
+            # The classic NMT schedule (Luong et al. 2015, sec. 4.1): a fixed lr, then halving
+            # every epoch from decay_start on; a stalled dev metric also halves it.
+            scheduled = cfg.decay_start and self.epoch >= cfg.decay_start
+            if scheduled or self.stalled > cfg.lr_patience:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = max(cfg.min_lr, group["lr"] * cfg.lr_decay)
+                self.stalled = 0
             lr = self.optimizer.param_groups[0]["lr"]
             row = {"epoch": self.epoch, "train_loss": round(train_loss, 5), **metrics, "lr": lr,
                    "seconds": round(self.seconds, 1)}
