@@ -45,3 +45,9 @@ def test_scheduled_decay_halves_the_lr_every_epoch(tiny_task, tmp_path):
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
     lrs = [float(row.split(",")[-2]) for row in rows]
     assert lrs == [4e-3, 2e-3, 1e-3]
+
+
+def test_time_budget_cuts_the_epoch_and_still_evaluates(tiny_task, tmp_path):
+    _, result = _run(tiny_task(epochs=50, max_minutes=0.002), tmp_path / "run")
+    assert result.stopped.startswith("time budget") and result.epochs == 1
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()

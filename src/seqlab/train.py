@@ -54,7 +54,7 @@ class TrainConfig:
     decay_start: int = 0  # from this epoch on, decay the lr after every epoch (0: only on stalls)
     min_lr: float = 1e-5  # the lr never decays below this
     patience: int = 4  # stop after this many epochs without improvement
-    max_minutes: float | None = None  # stop before an epoch that would end past this budget
+    max_minutes: float | None = None  # time budget: an epoch that would run past it is cut short
     seed: int = 1  # everything random derives from it
     threads: int = 0  # torch threads; 0 keeps torch's default
 
@@ -175,12 +175,16 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
 
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self, epoch: int, deadline: float | None) -> tuple[float, int, bool]:
+        """One pass over the batches: ``(mean loss, tokens, cut short at deadline)``."""
         self.model.train()
         batches = self.task.train_batches(epoch)
-        total, count = 0.0, 0
+        total, count, cut = 0.0, 0, False
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch", leave=False, mininterval=1.0)
         for batch in bar:
+            if deadline is not None and time.perf_counter() > deadline:
+                cut = True
+                break
             loss, n = self.task.loss(self.model, batch)
             self.optimizer.zero_grad(set_to_none=True)
             (loss / max(n, 1)).backward()
@@ -190,7 +194,7 @@ class Trainer:
             count += n
             bar.set_postfix(loss=f"{total / max(count, 1):.3f}", refresh=False)
         bar.close()
-        return total / max(count, 1)
+        return total / max(count, 1), count, cut
 
     def fit(self, *, resume: bool = True, log=print) -> TrainResult:
         cfg = self.config
@@ -203,19 +207,27 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / "log.csv"
         stopped = "epochs"
+        eval_seconds = 0.0
         while self.epoch < cfg.epochs:
             if self.bad_epochs >= cfg.patience:
                 stopped = "early stopping"
                 break
-            if cfg.max_minutes is not None and self.epoch:
-                per_epoch = self.seconds / self.epoch
-                if self.seconds + per_epoch > cfg.max_minutes * 60:
+            start = time.perf_counter()
+            deadline = None
+            if cfg.max_minutes is not None:
+                # Leave time for the dev evaluation that closes the epoch.
+                deadline = start + cfg.max_minutes * 60 - self.seconds - eval_seconds
+                if deadline <= start:
                     stopped = "time budget"
                     break
-            start = time.perf_counter()
-            train_loss = self._train_epoch(self.epoch)
+            train_loss, count, cut = self._train_epoch(self.epoch, deadline)
+            if count == 0:  # the budget ran out before the first batch
+                stopped = "time budget"
+                break
             self.model.eval()
+            eval_start = time.perf_counter()
             metrics = {k: float(v) for k, v in self.task.evaluate(self.model).items()}
+            eval_seconds = time.perf_counter() - eval_start
             self.seconds += time.perf_counter() - start
             self.epoch += 1
             value = metrics[self.task.metric]
@@ -245,6 +257,9 @@ class Trainer:
                 f"{'  (best)' if improved else ''}  [{self.seconds / 60:.1f} min]")
             if not math.isfinite(train_loss):
                 raise SeqlabError("training diverged (non-finite loss)", hint="lower lr or set clip_norm")
+            if cut:
+                stopped = "time budget (last epoch cut short)"
+                break
         return TrainResult(self.run_dir, self.best or {}, self.epoch, self.seconds, stopped)
 
 
