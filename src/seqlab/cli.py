@@ -151,12 +151,15 @@ def _cmd_g2p(args: argparse.Namespace) -> int:
 
     model = g2p.load_pretrained(args.checkpoint)
     parts = [g2p.normalize_word(w) for w in args.words]
-    for word, phones in zip(args.words, model.pronounce_parts(parts, beam=args.beam)):
-        print(f"{word}\t{' '.join(phones)}")
+    flat_words = [p for ps in parts for p in ps]
+    flat = model.pronounce(flat_words, beam=args.beam)  # one decode for the printout and the plot
+    k = 0
+    for word, ps in zip(args.words, parts):
+        print(f"{word}\t{' '.join(ph for piece in flat[k : k + len(ps)] for ph in piece)}")
+        k += len(ps)
     if args.plot:
-        flat_words = [p for ps in parts for p in ps]
         items = []
-        for word, phones in zip(flat_words, model.pronounce(flat_words, beam=args.beam)):
+        for word, phones in zip(flat_words, flat):
             weights = model.attention(word, phones)
             if weights is None:
                 raise SeqlabError("this model has no attention to plot (attention=none)")

@@ -26,6 +26,8 @@ come out NaN).
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import Tensor, nn
 
@@ -39,18 +41,19 @@ __all__ = [
 ]
 
 
-class Attention(nn.Module):
+class Attention(nn.Module, abc.ABC):
     """Base class: masking, softmax and the weighted sum shared by every score.
 
     Subclasses implement ``precompute(keys)`` and ``_score(query (B, T, Hq), cache) -> (B, T, S)``.
     """
 
-    def precompute(self, keys: Tensor) -> Tensor:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def precompute(self, keys: Tensor) -> Tensor:
         """What ``score`` needs from the keys, cacheable per source sentence: ``(B, S, Hk) -> (B, S, ·)``."""
-        raise NotImplementedError
 
-    def _score(self, query: Tensor, cache: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _score(self, query: Tensor, cache: Tensor) -> Tensor:
+        """Scores ``(B, T, S)`` of queries ``(B, T, Hq)`` against the cached keys."""
 
     def forward(
         self,

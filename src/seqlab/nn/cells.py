@@ -23,6 +23,8 @@ Notation in the equations: ``σ`` sigmoid, ``⊙`` element-wise product,
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,7 +49,7 @@ __all__ = [
 State = tuple[Tensor, ...]
 
 
-class RecurrentCell(nn.Module):
+class RecurrentCell(nn.Module, abc.ABC):
     """Base class: sizes, zero state and the one-step ``forward``.
 
     Subclasses set ``state_size`` and implement ``project`` and ``step``.
@@ -65,11 +67,13 @@ class RecurrentCell(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
 
-    def project(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def project(self, x: Tensor) -> Tensor:
+        """The input-only part of a step for any leading shape: ``(..., I) -> (..., G)``."""
 
-    def step(self, xp: Tensor, state: State) -> State:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step(self, xp: Tensor, state: State) -> State:
+        """One step from the projected input ``(B, G)`` and the previous state."""
 
     def init_state(self, batch_size: int, like: Tensor) -> State:
         """Zero state for ``batch_size`` sequences on ``like``'s device and dtype."""
@@ -103,8 +107,9 @@ class _ElmanCell(RecurrentCell):
         self.bias_hh = nn.Parameter(torch.zeros(hidden_size))
         self.reset_parameters()
 
-    def _activation(self, a: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _activation(self, a: Tensor) -> Tensor:
+        """φ, the unit's non-linearity."""
 
     def reset_parameters(self) -> None:
         init.orthogonal_(self.weight_hh)

@@ -16,7 +16,6 @@ Gradient clipping by norm and by value lives in :func:`clip_gradients`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -105,7 +104,3 @@ def clip_gradients(
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
 
-
-def uniform_bound(hidden_size: int) -> float:
-    """torch.nn's default bound 1/sqrt(H), for parameters without a better rule."""
-    return 1.0 / math.sqrt(hidden_size)
