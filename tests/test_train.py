@@ -1,9 +1,12 @@
 """The trainer: resume gives identical weights, checkpoints hold what they should."""
 
+import csv
 import json
 
+import pytest
 import torch
 
+from seqlab.errors import SeqlabError
 from seqlab.train import Trainer
 
 
@@ -42,9 +45,51 @@ def test_training_learns_the_synthetic_rule(tiny_task, tmp_path):
 
 def test_scheduled_decay_halves_the_lr_every_epoch(tiny_task, tmp_path):
     _run(tiny_task(epochs=3, decay_start=1, lr_decay=0.5, lr=8e-3, patience=5), tmp_path / "run")
-    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
-    lrs = [float(row.split(",")[-2]) for row in rows]
-    assert lrs == [4e-3, 2e-3, 1e-3]
+    assert _logged(tmp_path / "run", "lr") == [4e-3, 2e-3, 1e-3]
+
+
+def _logged(run_dir, column):
+    with (run_dir / "log.csv").open() as f:
+        return [float(row[column]) for row in csv.DictReader(f)]
+
+
+def test_linear_schedule_falls_to_zero_over_the_epochs(tiny_task, tmp_path):
+    task = tiny_task(epochs=4, schedule="linear", lr=8e-3, min_lr=0.0, patience=5)
+    _run(task, tmp_path / "run")
+    steps = len(task.train_batches(0))
+    # The lr logged after epoch e is the one its last step used.
+    expected = [8e-3 * (1 - (e + (steps - 1) / steps) / 4) for e in range(4)]
+    assert _logged(tmp_path / "run", "lr") == pytest.approx(expected)
+
+
+class _PoisonedTask:
+    """Wraps a task so that chosen steps produce a NaN loss."""
+
+    def __init__(self, task, bad_steps):
+        self.task, self.bad_steps, self.calls = task, set(bad_steps), 0
+        self.metric, self.config = task.metric, task.config
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def loss(self, model, batch):
+        loss, n = self.task.loss(model, batch)
+        self.calls += 1
+        return (loss * float("nan") if self.calls in self.bad_steps else loss), n
+
+
+def test_non_finite_steps_are_skipped_and_counted(tiny_task, tmp_path):
+    task = _PoisonedTask(tiny_task(epochs=2), bad_steps={2, 3, 7})
+    model, result = _run(task, tmp_path / "run")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert _logged(tmp_path / "run", "skipped_steps")[-1] == 3
+    assert result.epochs == 2
+
+
+def test_too_many_non_finite_steps_in_a_row_stop_with_a_message(tiny_task, tmp_path):
+    task = _PoisonedTask(tiny_task(epochs=2, max_bad_steps=3), bad_steps={4, 5, 6})
+    with pytest.raises(SeqlabError, match="3 steps in a row"):
+        _run(task, tmp_path / "run")
 
 
 def test_time_budget_cuts_the_epoch_and_still_evaluates(tiny_task, tmp_path):

@@ -79,11 +79,12 @@ def _cmd_cells(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .tasks import g2p
+    from .tasks import RECIPES
 
-    config = load_config(g2p.G2PConfig, args.config, args.overrides)
+    recipe = RECIPES[args.task]
+    config = load_config(recipe.config, args.config, args.overrides)
     run_dir = args.run_dir or f"runs/{args.task}"
-    result = g2p.train_g2p(config, run_dir, resume=not args.restart)
+    result = recipe.train(config, run_dir, resume=not args.restart)
     best = "  ".join(f"{k} {v:.4g}" for k, v in result.best_metrics.items())
     print(f"done after {result.epochs} epochs ({result.stopped}, {result.seconds / 60:.1f} min); best: {best}")
     print(f"best model: {Path(result.run_dir) / 'best'}   log: {Path(result.run_dir) / 'log.csv'}")
@@ -168,6 +169,14 @@ def _cmd_g2p(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .tasks import REPORTS
+
+    for path in REPORTS[args.name](Path(args.runs), Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .tasks import g2p
 
@@ -191,7 +200,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tasks import TASKS
+    from .tasks import RECIPES, REPORTS, TASKS
 
     parser = argparse.ArgumentParser(
         prog="seqlab",
@@ -234,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides; unknown keys are an error that lists the valid ones. Rerunning the same command "
         "resumes from the run folder's last checkpoint.",
     )
-    train.add_argument("task", choices=list(TASKS), help="the recipe")
+    train.add_argument("task", choices=list(RECIPES), metavar="RECIPE",
+                       help="the recipe: " + "; ".join(f"{k} ({r.summary})" for k, r in RECIPES.items()))
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 cell=gru")
     train.add_argument("--config", help="YAML config file (e.g. configs/g2p.yaml)")
     train.add_argument("--run-dir", help="output folder (default: runs/TASK)")
@@ -266,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
     predict.add_argument("--beam", type=_positive_int, default=1, help="beam size (default: 1, greedy)")
     predict.set_defaults(func=_cmd_predict)
+
+    if REPORTS:
+        report = sub.add_parser(
+            "report",
+            help="write a recipe family's results page (docs/results/NAME.md and plots) from its run folders",
+            description="Collect the finished runs of a recipe family from the runs folder and write its "
+            "results page with tables and PNG plots.",
+        )
+        report.add_argument("name", choices=list(REPORTS))
+        report.add_argument("--runs", default="runs", help="folder holding the run folders (default: runs)")
+        report.add_argument("--out", default="docs/results", help="where to write (default: docs/results)")
+        report.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -4,8 +4,10 @@ A recipe hands the trainer a *task* (:class:`Task`): its training batches for
 an epoch, the loss of a batch, an evaluation on held-out data, and the
 JSON-able description that goes into checkpoints.  The trainer owns the
 rest: Adam, gradient clipping (by norm and/or value, Pascanu et al. 2013),
-learning-rate halving when the dev metric stalls, early stopping, a time
-budget, a progress bar, a CSV log per epoch and resumable checkpoints.
+a learning-rate schedule (decay when the dev metric stalls, or a linear
+decay to zero over the run's budget), early stopping, a time budget,
+skipping of steps with a non-finite loss or gradient, a progress bar, a CSV
+log per epoch and resumable checkpoints.
 
 Run folder:
 
@@ -37,7 +39,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import SeqlabError
 from .nn.init import clip_gradients
 
-__all__ = ["TrainConfig", "Task", "Trainer", "TrainResult"]
+__all__ = ["TrainConfig", "Task", "Trainer", "TrainResult", "SCHEDULES"]
+
+SCHEDULES = ("plateau", "linear")
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,14 @@ class TrainConfig:
     weight_decay: float = 0.0  # Adam L2 penalty
     clip_norm: float | None = 5.0  # clip the global gradient norm (None: off)
     clip_value: float | None = None  # clamp each gradient entry (None: off)
+    schedule: str = "plateau"  # plateau: decay on stalls / from decay_start; linear: lr -> 0 over the budget
     lr_decay: float = 0.5  # multiply the lr by this when the dev metric stalls (and on schedule)
     lr_patience: int = 0  # epochs without improvement before the lr decays
     decay_start: int = 0  # from this epoch on, decay the lr after every epoch (0: only on stalls)
     min_lr: float = 1e-5  # the lr never decays below this
     patience: int = 4  # stop after this many epochs without improvement
     max_minutes: float | None = None  # time budget: an epoch that would run past it is cut short
+    max_bad_steps: int = 20  # stop after this many steps in a row with a non-finite loss or gradient
     seed: int = 1  # everything random derives from it
     threads: int = 0  # torch threads; 0 keeps torch's default
 
@@ -71,6 +77,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0 or null, got {value}")
         if self.patience < 1 or self.lr_patience < 0 or self.decay_start < 0:
             raise ValueError("patience must be >= 1, lr_patience and decay_start >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if self.max_bad_steps < 1:
+            raise ValueError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
 
 
 class Task(Protocol):
@@ -138,6 +148,7 @@ class Trainer:
         self.bad_epochs = 0  # epochs since the best one
         self.stalled = 0  # epochs since the lr last decayed or improved
         self.seconds = 0.0  # training time of the completed epochs
+        self.skipped = 0  # steps skipped for a non-finite loss or gradient, whole run
 
     # -------------------------------------------------------------- resume
 
@@ -155,6 +166,7 @@ class Trainer:
         t = meta["trainer"]
         self.epoch, self.best, self.bad_epochs = t["epoch"], t["best"], t["bad_epochs"]
         self.stalled, self.seconds = t["stalled"], t["seconds"]
+        self.skipped = t.get("skipped", 0)
         return True
 
     def _save(self, folder: str, metrics: dict[str, float], with_trainer: bool) -> None:
@@ -170,25 +182,60 @@ class Trainer:
                 "bad_epochs": self.bad_epochs,
                 "stalled": self.stalled,
                 "seconds": self.seconds,
+                "skipped": self.skipped,
             }
         save_checkpoint(self.run_dir / folder, self.model.state_dict(), meta, trainer_tensors)
 
     # ---------------------------------------------------------------- loop
 
+    def _linear_lr(self, epoch: int, step: int, steps: int, started: float) -> float:
+        """The ``linear`` schedule: lr falls linearly to 0 as the run's budget is used up.
+
+        The budget is whichever runs out first, the epochs or ``max_minutes``
+        (budgeted training, Li et al. 2020, finds this decay the best use of a
+        fixed budget).  A time budget makes the schedule depend on the
+        machine's speed; with ``max_minutes: null`` it is a function of the
+        step alone, so killed-and-resumed runs stay exact.
+        """
+        cfg = self.config
+        done = (epoch + step / max(steps, 1)) / cfg.epochs
+        if cfg.max_minutes is not None:
+            elapsed = self.seconds + time.perf_counter() - started
+            done = max(done, elapsed / (cfg.max_minutes * 60))
+        return max(cfg.min_lr, cfg.lr * (1.0 - min(done, 1.0)))
+
     def _train_epoch(self, epoch: int, deadline: float | None) -> tuple[float, int, bool]:
         """One pass over the batches: ``(mean loss, tokens, cut short at deadline)``."""
+        cfg = self.config
         self.model.train()
         batches = self.task.train_batches(epoch)
-        total, count, cut = 0.0, 0, False
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch", leave=False, mininterval=1.0)
-        for batch in bar:
+        total, count, cut, bad_in_a_row = 0.0, 0, False, 0
+        started = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, mininterval=1.0)
+        for step, batch in enumerate(bar):
             if deadline is not None and time.perf_counter() > deadline:
                 cut = True
                 break
+            if cfg.schedule == "linear":
+                lr = self._linear_lr(epoch, step, len(batches), started)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
             loss, n = self.task.loss(self.model, batch)
             self.optimizer.zero_grad(set_to_none=True)
             (loss / max(n, 1)).backward()
-            clip_gradients(self.model.parameters(), max_norm=self.config.clip_norm, max_value=self.config.clip_value)
+            norm = clip_gradients(self.model.parameters(), max_norm=cfg.clip_norm, max_value=cfg.clip_value)
+            if not (math.isfinite(float(loss.detach())) and math.isfinite(float(norm))):
+                # A non-finite loss or gradient would poison Adam's moments: skip the step.
+                self.skipped += 1
+                bad_in_a_row += 1
+                if bad_in_a_row >= cfg.max_bad_steps:
+                    raise SeqlabError(
+                        f"training diverged: {bad_in_a_row} steps in a row had a non-finite loss or gradient "
+                        f"(epoch {epoch + 1}, step {step + 1})",
+                        hint="lower lr, set clip_norm, or resume from the last checkpoint",
+                    )
+                continue
+            bad_in_a_row = 0
             self.optimizer.step()
             total += float(loss.detach())
             count += n
@@ -241,13 +288,13 @@ class Trainer:
             # The classic NMT schedule (Luong et al. 2015, sec. 4.1): a fixed lr, then halving
             # every epoch from decay_start on; a stalled dev metric also halves it.
             scheduled = cfg.decay_start and self.epoch >= cfg.decay_start
-            if scheduled or self.stalled > cfg.lr_patience:
+            if cfg.schedule == "plateau" and (scheduled or self.stalled > cfg.lr_patience):
                 for group in self.optimizer.param_groups:
                     group["lr"] = max(cfg.min_lr, group["lr"] * cfg.lr_decay)
                 self.stalled = 0
             lr = self.optimizer.param_groups[0]["lr"]
             row = {"epoch": self.epoch, "train_loss": round(train_loss, 5), **metrics, "lr": lr,
-                   "seconds": round(self.seconds, 1)}
+                   "seconds": round(self.seconds, 1), "skipped_steps": self.skipped}
             if improved:
                 self._save("best", metrics, with_trainer=False)
             self._save("last", metrics, with_trainer=True)
@@ -255,8 +302,6 @@ class Trainer:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
             log(f"epoch {self.epoch}: train loss {train_loss:.4f}  {shown}  lr {lr:.2g}"
                 f"{'  (best)' if improved else ''}  [{self.seconds / 60:.1f} min]")
-            if not math.isfinite(train_loss):
-                raise SeqlabError("training diverged (non-finite loss)", hint="lower lr or set clip_norm")
             if cut:
                 stopped = "time budget (last epoch cut short)"
                 break
