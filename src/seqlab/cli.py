@@ -117,6 +117,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "commit": _git_commit(),
             "command": "seqlab " + " ".join(sys.argv[1:]),
             "training": {k: model.meta[k] for k in ("epoch", "metrics", "train_seconds") if k in model.meta},
+            "members": [
+                {k: m[k] for k in ("source", "epoch", "metrics", "train_seconds") if k in m}
+                for m in model.meta.get("members", [])
+            ],
         }
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -166,6 +170,16 @@ def _cmd_g2p(args: argparse.Namespace) -> int:
                 raise SeqlabError("this model has no attention to plot (attention=none)")
             items.append((list(word), [*phones, "</s>"], weights))
         print(f"wrote {attention_heatmaps(items, args.plot, title='seqlab G2P attention')}", file=sys.stderr)
+    return 0
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    import torch
+
+    from .tasks import g2p
+
+    meta = g2p.save_ensemble(args.checkpoints, args.output, dtype=torch.float16 if args.float16 else torch.float32)
+    print(f"wrote an ensemble of {len(meta['members'])} models to {args.output} ({meta['dtype']})")
     return 0
 
 
@@ -276,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
     predict.add_argument("--beam", type=_positive_int, default=1, help="beam size (default: 1, greedy)")
     predict.set_defaults(func=_cmd_predict)
+
+    ensemble = sub.add_parser(
+        "ensemble",
+        help="combine trained models into one ensemble checkpoint",
+        description="Combine checkpoints trained on the same data into one checkpoint folder that decodes "
+        "with the average of the members' probabilities at every step. eval, predict, g2p and serve "
+        "load it like a single model.",
+    )
+    ensemble.add_argument("task", choices=list(TASKS))
+    ensemble.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="two or more checkpoint folders")
+    ensemble.add_argument("--output", required=True, help="the ensemble's checkpoint folder")
+    ensemble.add_argument("--float16", action="store_true", help="store weights in float16 (half the size)")
+    ensemble.set_defaults(func=_cmd_ensemble)
 
     if REPORTS:
         report = sub.add_parser(

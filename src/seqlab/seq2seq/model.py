@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..nn import CELLS
 from .decoder import ATTENTION_KINDS, AttentionDecoder, DecoderState
 from .encoder import Encoder
-from .search import SearchResult, beam_search, greedy_search
+from .search import SearchResult, generate
 
 __all__ = ["ModelConfig", "Seq2Seq"]
 
@@ -120,29 +120,9 @@ class Seq2Seq(nn.Module):
     def reorder_state(self, state: DecoderState, index: Tensor) -> DecoderState:
         return state.select(index)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        src: Tensor,
-        src_len: Tensor,
-        *,
-        bos: int,
-        eos: int,
-        beam: int = 1,
-        max_len: int | Tensor | None = None,
-        length_penalty: float = 1.0,
-    ) -> SearchResult:
-        """Decode a batch: greedy when ``beam == 1``, else beam search.
-
-        ``max_len`` defaults to ``2 * src_len + 5`` per sentence.
-        """
-        state = self.encode(src, src_len)
-        if max_len is None:
-            max_len = 2 * src_len + 5
-        kwargs = dict(batch_size=src.shape[0], bos=bos, eos=eos, max_len=max_len, device=src.device)
-        if beam == 1:
-            return greedy_search(self, state, **kwargs)
-        return beam_search(self, state, beam_size=beam, length_penalty=length_penalty, **kwargs)
+    def generate(self, src: Tensor, src_len: Tensor, **options) -> SearchResult:
+        """Decode a batch: see :func:`seqlab.seq2seq.search.generate` for the options."""
+        return generate(self, src, src_len, **options)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-__all__ = ["Stepper", "SearchResult", "greedy_search", "beam_search"]
+__all__ = ["Stepper", "SearchResult", "greedy_search", "beam_search", "generate"]
 
 State = Any
 
@@ -40,6 +40,14 @@ class Stepper(Protocol):
 
     def reorder_state(self, state: State, index: Tensor) -> State:
         """Rows ``index (N',)`` of ``state`` (select, repeat or permute batch rows)."""
+        ...
+
+
+class Generator(Stepper, Protocol):
+    """A :class:`Stepper` that also builds its initial state from a source batch."""
+
+    def encode(self, src: Tensor, src_len: Tensor) -> State:
+        """``src (B, S)``, ``src_len (B,)`` -> the initial decoder state for ``B`` rows."""
         ...
 
 
@@ -58,6 +66,31 @@ class SearchResult:
     tokens: list[list[int]]
     scores: Tensor
     nbest: list[list[tuple[list[int], float]]] | None = None
+
+
+@torch.no_grad()
+def generate(
+    model: Generator,
+    src: Tensor,
+    src_len: Tensor,
+    *,
+    bos: int,
+    eos: int,
+    beam: int = 1,
+    max_len: int | Tensor | None = None,
+    length_penalty: float = 1.0,
+) -> SearchResult:
+    """Encode a source batch and decode it: greedy when ``beam == 1``, else beam search.
+
+    ``max_len`` defaults to ``2 * src_len + 5`` per sentence.
+    """
+    state = model.encode(src, src_len)
+    if max_len is None:
+        max_len = 2 * src_len + 5
+    kwargs = dict(batch_size=src.shape[0], bos=bos, eos=eos, max_len=max_len, device=src.device)
+    if beam == 1:
+        return greedy_search(model, state, **kwargs)
+    return beam_search(model, state, beam_size=beam, length_penalty=length_penalty, **kwargs)
 
 
 def greedy_search(

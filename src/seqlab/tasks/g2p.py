@@ -22,11 +22,12 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import config_from_dict
 from ..data import Vocab, bucket_batches, load_g2p, pad_sequences
 from ..errors import SeqlabError
 from ..metrics import wer_per
+from ..seq2seq.ensemble import Ensemble
 from ..seq2seq.model import ModelConfig, Seq2Seq
 from ..train import TrainConfig, Trainer, TrainResult
 
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_WORD_LENGTH",
     "train_g2p",
     "evaluate_g2p",
+    "save_ensemble",
 ]
 
 MAX_WORD_LENGTH = 40  # longest CMUdict word is 34 letters; longer input is refused
@@ -95,9 +97,9 @@ def normalize_word(word: str) -> list[str]:
 
 
 class G2PModel:
-    """A trained G2P model with its vocabularies: words in, phones out."""
+    """A trained G2P model (or ensemble) with its vocabularies: words in, phones out."""
 
-    def __init__(self, model: Seq2Seq, letters: Vocab, phones: Vocab, meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: Seq2Seq | Ensemble, letters: Vocab, phones: Vocab, meta: dict[str, Any] | None = None) -> None:
         self.model = model.eval()
         self.letters = letters
         self.phones = phones
@@ -105,15 +107,24 @@ class G2PModel:
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path) -> G2PModel:
+        """Load a trained model, or an ensemble written by :func:`save_ensemble`."""
         tensors, meta, _ = load_checkpoint(folder)
         if meta.get("task") != TASK:
             raise SeqlabError(f"checkpoint {folder} is a {meta.get('task')!r} model, not a G2P model")
+        source = f"{folder}/meta.json"
         try:
-            config = config_from_dict(G2PConfig, meta["config"], source=f"{folder}/meta.json")
             letters, phones = Vocab.from_dict(meta["letters"]), Vocab.from_dict(meta["phones"])
-            model = Seq2Seq(len(letters), len(phones), config.model_config(), pad=letters.pad)
-            model.load_state_dict(tensors)
-        except (KeyError, RuntimeError) as err:
+
+            def build(config: dict[str, Any]) -> Seq2Seq:
+                config = config_from_dict(G2PConfig, config, source=source)
+                return Seq2Seq(len(letters), len(phones), config.model_config(), pad=letters.pad)
+
+            if "members" in meta:
+                model = Ensemble([build(member["config"]) for member in meta["members"]])
+            else:
+                model = build(meta["config"])
+            model.load_state_dict(tensors)  # float16 tensors of a compact ensemble are cast back here
+        except (KeyError, RuntimeError, ValueError) as err:
             raise SeqlabError(f"checkpoint {folder} does not match its config: {str(err).splitlines()[0]}") from None
         return cls(model, letters, phones, meta)
 
@@ -233,6 +244,42 @@ def evaluate_g2p(
         "words_per_second": len(words) / seconds,
         "threads": torch.get_num_threads(),
     }
+
+
+def save_ensemble(
+    checkpoints: list[str | Path], output: str | Path, *, dtype: torch.dtype = torch.float32
+) -> dict[str, Any]:
+    """Combine trained G2P checkpoints into one ensemble checkpoint folder; returns its meta.
+
+    Members must share the vocabularies (they do when trained on the same
+    split).  ``dtype=torch.float16`` halves the file; weights are cast back to
+    float32 when loaded.
+    """
+    if len(checkpoints) < 2:
+        raise SeqlabError("an ensemble needs at least two checkpoints")
+    members, tensors, vocab = [], {}, None
+    for k, folder in enumerate(checkpoints):
+        model = G2PModel.from_checkpoint(folder)
+        if isinstance(model.model, Ensemble):
+            raise SeqlabError(f"{folder} is already an ensemble; give the members' checkpoints")
+        if vocab is None:
+            vocab = (model.letters, model.phones)
+        elif (model.letters.to_dict(), model.phones.to_dict()) != (vocab[0].to_dict(), vocab[1].to_dict()):
+            raise SeqlabError(f"{folder} has other vocabularies than {checkpoints[0]}; members must share them")
+        for name, value in model.model.state_dict().items():
+            tensors[f"members.{k}.{name}"] = value.to(dtype) if value.is_floating_point() else value
+        info = {key: model.meta[key] for key in ("config", "epoch", "metrics", "train_seconds") if key in model.meta}
+        members.append({**info, "source": str(folder)})
+    meta = {
+        "task": TASK,
+        "members": members,
+        "letters": vocab[0].to_dict(),
+        "phones": vocab[1].to_dict(),
+        "train_seconds": round(sum(m.get("train_seconds", 0.0) for m in members), 1),
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    save_checkpoint(output, tensors, meta)
+    return meta
 
 
 # --------------------------------------------------------------------------
