@@ -46,6 +46,8 @@ def _coerce(name: str, value: Any, expected: Any) -> Any:
     elif expected is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # `tasks=15` on the command line arrives as a YAML number
     else:  # pragma: no cover - configs only use the types above
         raise TypeError(f"unsupported config type {expected} for {name}")
     raise ConfigError(f"{name} must be {expected.__name__}, got {value!r}")
