@@ -166,6 +166,14 @@ def _decode_phonetisaurus_cli(
 
 def _seqlab_train_time(meta: dict[str, Any], run_log: Path | None) -> tuple[float | None, str]:
     """Training seconds of the checkpoint's run and where that figure comes from."""
+    members = meta.get("members")
+    if members and run_log is None:
+        epochs = ", ".join(str(m.get("epoch", "?")) for m in members)
+        threads = ", ".join(str(m.get("config", {}).get("threads", "?")) for m in members)
+        return float(sum(m.get("train_seconds", 0.0) for m in members)), (
+            f"sum of the {len(members)} ensemble members' runs from their checkpoint metadata "
+            f"(checkpoints from epochs {epochs}; torch threads {threads}), incl. dev evaluation each epoch"
+        )
     threads = meta.get("config", {}).get("threads")
     on = f", {threads} torch threads" if threads else ""
     if run_log is not None:
@@ -346,7 +354,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _log(f"seqlab decoding, beam {beam}")
         hyps, seconds = _decode_seqlab(model, words, beam)
         wer, per = wer_per(hyps, refs)
-        rows.append({"system": "seqlab greedy" if beam == 1 else f"seqlab beam {beam}", "wer": wer, "per": per,
+        name = f"seqlab ({len(model.meta['members'])}-model ensemble)" if "members" in model.meta else "seqlab"
+        rows.append({"system": f"{name} greedy" if beam == 1 else f"{name} beam {beam}", "wer": wer, "per": per,
                      "train_seconds": train_seconds, "decode_seconds": seconds,
                      "words_per_second": len(words) / seconds})
 
@@ -363,8 +372,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           "no_output": no_output, "cli_seconds": cli_seconds,
                           "cli_words_per_second": len(words) / cli_seconds,
                           "cli_mismatches": sum(a != b for a, b in zip(ps_hyps, cli_hyps))},
-        "seqlab": {"checkpoint": str(args.checkpoint), "epoch": model.meta.get("epoch", "?"),
-                   "train_words": model.meta.get("config", {}).get("train_words"),
+        "seqlab": {"checkpoint": str(args.checkpoint),
+                   "epoch": model.meta.get("epoch") or "/".join(str(m.get("epoch", "?")) for m in model.meta["members"]),
+                   "train_words": (model.meta.get("config") or model.meta["members"][0]["config"]).get("train_words"),
                    "train_time_source": train_source},
         "rows": rows,
     }
