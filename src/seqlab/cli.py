@@ -198,6 +198,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    # Benchmarks live in the repository's benchmarks/ folder, beside src/, not in the package.
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{args.target}.py"
+    if not script.is_file():
+        raise SeqlabError(
+            f"seqlab bench {args.target} runs benchmarks/{script.name} of the source tree, which this installation lacks",
+            hint="install seqlab from a clone of its repository: pip install -e .",
+        )
+    spec = importlib.util.spec_from_file_location(f"seqlab_bench_{args.target}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path in module.run(args):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import ServeConfig, serve
+
+    config = ServeConfig(checkpoint=args.checkpoint, beam=args.beam, max_words=args.max_words)
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
 # --------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------
@@ -262,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 cell=gru")
     train.add_argument("--config", help="YAML config file (e.g. configs/g2p.yaml)")
     train.add_argument("--run-dir", help="output folder (default: runs/TASK)")
-    train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in the run folder")
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue from the run folder's last checkpoint (the default; starts afresh if there is none)")
+    start.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in the run folder")
     train.set_defaults(func=_cmd_train)
 
     evaluate = sub.add_parser(
@@ -303,6 +332,42 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--output", required=True, help="the ensemble's checkpoint folder")
     ensemble.add_argument("--float16", action="store_true", help="store weights in float16 (half the size)")
     ensemble.set_defaults(func=_cmd_ensemble)
+
+    serve = sub.add_parser(
+        "serve",
+        help="a web page and JSON API for the G2P model (FastAPI + uvicorn)",
+        description="Serve the G2P model: a page at / to type words and see their phones with an attention "
+        "heatmap, and POST /api/g2p {\"words\": [...]} returning phones, scores and attention weights. "
+        "Listens on 127.0.0.1 (this machine only) unless --host says otherwise.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    serve.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
+    serve.add_argument("--beam", type=_positive_int, default=5, help="default beam size (default: 5; 1 is greedy)")
+    serve.add_argument("--max-words", type=_positive_int, default=64, help="most words per request (default: 64)")
+    serve.set_defaults(func=_cmd_serve)
+
+    bench = sub.add_parser(
+        "bench",
+        help="speed benchmarks against torch's own modules (tables in docs/results)",
+        description="Run a benchmark of the repository's benchmarks/ folder. It times seqlab and its baseline "
+        "in the same process and writes a Markdown table and a JSON record.",
+    )
+    targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
+    bench_cells = targets.add_parser(
+        "cells",
+        help="every registered cell against torch.nn.LSTM, inference and training",
+        description="Time every registered cell (through seqlab.nn.Recurrent) and torch.nn.LSTM/GRU/RNN at the "
+        "three shapes of issue 4, inference and forward+backward, and write docs/results/cells_<device>.md "
+        "and .json with ratios to torch.nn.LSTM and achieved GFLOP/s. Takes a few minutes on 2 cores; run it "
+        "on a quiet machine.",
+    )
+    bench_cells.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
+    bench_cells.add_argument("--repeats", type=_positive_int, help="timed rounds per shape (default: 15; quick: 3)")
+    bench_cells.add_argument("--quick", action="store_true",
+                             help="two tiny shapes and 3 rounds, written to runs/bench: a smoke test, not a measurement")
+    bench_cells.add_argument("--out", help="output folder (default: docs/results; with --quick: runs/bench)")
+    bench_cells.set_defaults(func=_cmd_bench)
 
     if REPORTS:
         report = sub.add_parser(

@@ -1,9 +1,17 @@
 """One recurrent layer for every cell: time, layers, directions, residuals, lengths.
 
-``Recurrent`` looks like ``torch.nn.LSTM`` from outside.  Inside, it either
-hands its own parameters to torch's fused kernel (standard cells without
-extra options) or runs the reference loop: the cell's input projection for
-the whole sequence in one GEMM, then ``cell.step`` once per time step.
+``Recurrent`` looks like ``torch.nn.LSTM`` from outside.  Inside, one of three
+paths runs (``Recurrent.backend`` says which):
+
+* "torch": standard cells hand their own parameters to torch's fused kernel;
+* "seqlab": the other cells run seqlab's compiled CPU kernels
+  (:mod:`seqlab.nn._kernels`): the input projection of the whole sequence in
+  one GEMM, a C++ time loop with one recurrent GEMM and one fused pointwise
+  pass per step, and a hand-written backward through time;
+* "reference": the same projection, then ``cell.step`` once per time step in
+  Python with autograd.  It is the definition the other two are tested
+  against, and what runs where no kernel applies (other devices, a machine
+  that cannot build the kernels).
 
 Notation: ``T`` time, ``B`` batch, ``I`` input size, ``H`` hidden size,
 ``L`` layers, ``D`` directions (1 or 2).
@@ -18,13 +26,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ..errors import SeqlabError
+from . import _kernels
 from .cells import CELLS, RecurrentCell
 
 __all__ = ["Recurrent", "from_torch"]
 
 StateArg = Tensor | tuple[Tensor, ...] | None
 
-_IMPLS = ("auto", "reference")
+_IMPLS = ("auto", "fused", "reference")
 
 
 def _cell_class(name: str) -> type[RecurrentCell]:
@@ -58,8 +68,11 @@ class Recurrent(nn.Module):
         residual: add each layer's input to its output wherever the two have
             the same size (a deep residual RNN; Wu et al. 2016 for GNMT).
             Layer 0 qualifies only when ``input_size == D * H``.
-        impl: "auto" uses torch's fused kernel when the cell allows it,
-            "reference" always runs the step-by-step loop.
+        impl: "auto" uses torch's fused kernel when the cell allows it, else
+            seqlab's compiled kernel for float CPU inputs when the cell has
+            one and it builds, else the reference loop; "fused" insists on
+            seqlab's compiled kernel (an error where it cannot run);
+            "reference" always runs the step-by-step Python loop.
         **cell_options: passed to the cell (``peepholes="if"``, ``t_max=784``, ...).
 
     ``forward(x, state=None, lengths=None) -> (output, state)``:
@@ -97,6 +110,9 @@ class Recurrent(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if impl not in _IMPLS:
             raise ValueError(f"impl must be one of {', '.join(_IMPLS)}, got {impl!r}")
+        if impl == "fused" and not _kernels.supports(cls):
+            fused = [name for name, c in CELLS.items() if _kernels.supports(c)]
+            raise ValueError(f"impl='fused' needs a cell with a seqlab kernel ({', '.join(fused)}), got {cell!r}")
         self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -130,6 +146,15 @@ class Recurrent(nn.Module):
     def uses_native(self) -> bool:
         """True when forward runs torch's fused kernel on this module's parameters."""
         return self.impl == "auto" and CELLS[self.cell].native is not None and not self.residual
+
+    @property
+    def backend(self) -> str:
+        """The path a float32 CPU input takes: "torch", "seqlab" (compiled kernel) or "reference"."""
+        if self.uses_native:
+            return "torch"
+        if self.impl != "reference" and _kernels.supports(CELLS[self.cell]) and _kernels.load() is not None:
+            return "seqlab"
+        return "reference"
 
     def extra_repr(self) -> str:
         s = f"{self.cell!r}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
@@ -166,8 +191,23 @@ class Recurrent(nn.Module):
         if self.uses_native:
             output, final = self._forward_native(x, states, lengths)
         else:
-            output, final = self._forward_reference(x, states, lengths)
+            output, final = self._forward_layers(x, states, lengths, self._kernels_for(x))
         return output, (final[0] if self.state_size == 1 else final)
+
+    def _kernels_for(self, x: Tensor):
+        """The compiled kernel module when it can run this input, else None (the reference loop)."""
+        if self.impl == "reference" or not _kernels.supports(CELLS[self.cell]):
+            return None
+        runnable = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.numel() > 0
+        kernels = _kernels.load() if runnable else None
+        if kernels is None and self.impl == "fused":
+            reason = "they could not be loaded (see the notice above)" if runnable else (
+                f"they run on non-empty float CPU tensors, got {x.dtype} on {x.device}")
+            raise SeqlabError(
+                f"impl='fused' asks for seqlab's compiled kernels, but {reason}",
+                hint="use impl='auto' to fall back to the reference loop; building needs a C++ compiler and ninja",
+            )
+        return kernels
 
     def _check_lengths(self, lengths: Tensor, T: int, B: int) -> Tensor:
         lengths = torch.as_tensor(lengths)
@@ -224,16 +264,22 @@ class Recurrent(nn.Module):
         output, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, restore), total_length=T)
         return output, tuple(s.index_select(1, restore) for s in final)
 
-    # ---- reference loop
+    # ---- seqlab's compiled kernels or the reference loop
 
-    def _forward_reference(self, x: Tensor, states, lengths):
-        """(T, B, I) -> (T, B, D*H), one ``cell.step`` per time step, layer and direction."""
+    def _forward_layers(self, x: Tensor, states, lengths, kernels=None):
+        """(T, B, I) -> (T, B, D*H), layer by layer and direction by direction.
+
+        With ``kernels`` each direction is one compiled run (``_kernels.run_cell``),
+        otherwise one ``cell.step`` per time step.
+        """
         T, B = x.shape[:2]
         # mask[t]: (B, 1), True where step t lies inside the sequence.
         mask = None
         if lengths is not None:
             steps = torch.arange(T, device=x.device).unsqueeze(1)
             mask = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
+        if kernels is not None:  # the kernels take every length, as int64 on the CPU
+            lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.to("cpu").contiguous()
         finals: list[tuple[Tensor, ...]] = []
         layer_input = x
         for layer in range(self.num_layers):
@@ -242,7 +288,10 @@ class Recurrent(nn.Module):
                 k = layer * self.num_directions + direction
                 cell = self.cells[k]
                 state = cell.init_state(B, x) if states is None else tuple(s[k] for s in states)
-                output, state = self._run_direction(cell, layer_input, state, mask, reverse=direction == 1)
+                if kernels is not None:
+                    output, state = _kernels.run_cell(kernels, cell, layer_input, state, lengths, direction == 1)
+                else:
+                    output, state = self._run_direction(cell, layer_input, state, mask, reverse=direction == 1)
                 outputs.append(output)
                 finals.append(state)
             y = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)

@@ -76,10 +76,11 @@ def normalize_word(word: str) -> list[str]:
     Raises SeqlabError with a one-line message for anything that cannot be
     pronounced: empty input, digits, other symbols, over-long words.
     """
-    text = unicodedata.normalize("NFKD", word.strip()).encode("ascii", "ignore").decode("ascii")
-    accents_only = word.strip() and not text
+    # Decompose and drop only the combining accents (é -> e); any other character is kept
+    # so that it is refused below by name, never silently dropped.
+    text = "".join(ch for ch in unicodedata.normalize("NFKD", word.strip()) if not unicodedata.combining(ch))
     text = text.lower().replace("_", "-")
-    if not text or accents_only:
+    if not text:
         raise SeqlabError(f"cannot pronounce {word!r}: empty word", hint="give words made of letters a-z")
     for ch in text:
         if ch.isdigit():
@@ -99,7 +100,9 @@ def normalize_word(word: str) -> list[str]:
 class G2PModel:
     """A trained G2P model (or ensemble) with its vocabularies: words in, phones out."""
 
-    def __init__(self, model: Seq2Seq | Ensemble, letters: Vocab, phones: Vocab, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model: Seq2Seq | Ensemble, letters: Vocab, phones: Vocab, meta: dict[str, Any] | None = None
+    ) -> None:
         self.model = model.eval()
         self.letters = letters
         self.phones = phones

@@ -1,0 +1,304 @@
+"""Every registered cell against ``torch.nn.LSTM``, in one run.
+
+Sizes (issue 4), one layer, one direction, float32, input ``(T, B, I)``:
+
+    (T, B, I, H) = (50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128)
+
+``--quick`` swaps them for two tiny shapes and 3 repeats (a smoke test whose
+numbers mean nothing) and writes to ``runs/bench`` instead of ``docs/results``.
+
+What is measured, per shape, in this one process:
+
+- inference: ``model(x)`` under ``torch.no_grad()``;
+- training: ``model(x)`` then ``output.backward(g)`` with a fixed random
+  ``g``; ``x`` requires grad, as it does inside a stacked model;
+- every model is a ``seqlab.nn.Recurrent`` with its default path
+  (``Recurrent.backend``: torch's kernel for lstm/gru/rnn_*, seqlab's
+  compiled kernel for the others), plus ``torch.nn.LSTM``, ``GRU`` and
+  ``RNN`` themselves as baselines;
+- models are timed round-robin (one call of each per round) so that load
+  changes on a shared machine hit all of them alike; the first rounds are
+  warm-up and dropped; each number is the median over the rounds;
+- ratios divide by ``torch.nn.LSTM`` at the same shape in the same run
+  (lower is faster); lstm/gru/rnn_* are also compared with their own torch
+  module (the overhead of going through ``Recurrent``);
+- GFLOP/s count the matrix products only: ``2 T B`` times the size of every
+  weight matrix per forward pass, three times that for training; the GEMM
+  reference is ``torch.mm`` of ``(T B, I) x (I, 4H)`` timed in the same rounds.
+
+Usage:
+    seqlab bench cells [--device cpu|cuda] [--repeats N] [--quick] [--out DIR]
+    python benchmarks/cells.py [same options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqlab.checkpoint import atomic_write_bytes
+from seqlab.errors import SeqlabError
+from seqlab.nn import CELLS, Recurrent
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES = ((50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128))
+QUICK_SHAPES = ((6, 4, 16, 16), (4, 8, 16, 24))
+WARMUP = 3
+# Issue 4's targets: time ratios to torch.nn.LSTM (variants), or to the cell's own torch module.
+TARGET_TRAIN, TARGET_INFER, TARGET_SRU_TRAIN, TARGET_OVERHEAD = 1.0, 1.5, 1 / 3, 1.05
+# The torch module behind each cell that has one: (name in the tables, constructor).
+TORCH_MODULES: dict[str, tuple[str, Callable[[int, int], nn.Module]]] = {
+    "lstm": ("torch.nn.LSTM", lambda i, h: nn.LSTM(i, h)),
+    "gru": ("torch.nn.GRU", lambda i, h: nn.GRU(i, h)),
+    "rnn_tanh": ("torch.nn.RNN(tanh)", lambda i, h: nn.RNN(i, h, nonlinearity="tanh")),
+    "rnn_relu": ("torch.nn.RNN(relu)", lambda i, h: nn.RNN(i, h, nonlinearity="relu")),
+}
+BASELINE = TORCH_MODULES["lstm"][0]
+
+
+def _log(message: str) -> None:
+    print(f"[bench cells] {message}", file=sys.stderr, flush=True)
+
+
+def _matmul_flops(model: nn.Module, T: int, B: int) -> int:
+    """Multiply-adds x 2 of one forward pass: every weight matrix meets every step of every sequence once."""
+    return 2 * T * B * sum(p.numel() for p in model.parameters() if p.dim() == 2)
+
+
+def _median_ms(times: list[float]) -> float:
+    return 1000 * statistics.median(times)
+
+
+def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats: int, warmup: int) -> dict[str, Any]:
+    T, B, I, H = shape
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    models: dict[str, nn.Module] = {label: make(I, H) for label, make in TORCH_MODULES.values()}
+    for name in CELLS:
+        models[name] = Recurrent(name, I, H)
+    for model in models.values():
+        model.to(device)
+    x = torch.randn(T, B, I, device=device, requires_grad=True)
+    grad = torch.randn(T, B, H, device=device)
+    a, w = torch.randn(T * B, I, device=device), torch.randn(I, 4 * H, device=device)
+
+    def infer(model: nn.Module) -> None:
+        with torch.no_grad():
+            model(x)
+
+    def train(model: nn.Module) -> None:
+        output, _ = model(x)
+        output.backward(grad)
+
+    def timed(fn: Callable[[], None]) -> float:
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
+    times: dict[str, dict[str, list[float]]] = {name: {"infer": [], "train": []} for name in models}
+    gemm: list[float] = []
+    for round_ in range(warmup + repeats):
+        keep = round_ >= warmup
+        t = timed(lambda: torch.mm(a, w))
+        if keep:
+            gemm.append(t)
+        for name, model in models.items():
+            t = timed(lambda: infer(model))
+            if keep:
+                times[name]["infer"].append(t)
+        for name, model in models.items():
+            model.zero_grad(set_to_none=True)
+            x.grad = None
+            t = timed(lambda: train(model))
+            if keep:
+                times[name]["train"].append(t)
+
+    gemm_ms = _median_ms(gemm)
+    gemm_gflops = 2 * T * B * I * 4 * H / (gemm_ms * 1e6)
+    base_ms = {k: _median_ms(v) for k, v in times[BASELINE].items()}
+    rows = []
+    for name, model in models.items():
+        infer_ms, train_ms = _median_ms(times[name]["infer"]), _median_ms(times[name]["train"])
+        flops = _matmul_flops(model, T, B)
+        row = {
+            "model": name,
+            "path": model.backend if isinstance(model, Recurrent) else "torch",
+            "infer_ms": infer_ms,
+            "train_ms": train_ms,
+            "infer_ratio": infer_ms / base_ms["infer"],
+            "train_ratio": train_ms / base_ms["train"],
+            "infer_gflops": flops / (infer_ms * 1e6),
+            "train_gflops": 3 * flops / (train_ms * 1e6),
+        }
+        if name in TORCH_MODULES:  # seqlab's layer against its own torch module
+            own = {k: _median_ms(v) for k, v in times[TORCH_MODULES[name][0]].items()}
+            row["infer_overhead"] = infer_ms / own["infer"]
+            row["train_overhead"] = train_ms / own["train"]
+        row["targets"] = _targets(name, row)
+        rows.append(row)
+    return {"T": T, "B": B, "I": I, "H": H, "gemm_ms": gemm_ms, "gemm_gflops": gemm_gflops, "rows": rows}
+
+
+def _targets(name: str, row: dict[str, Any]) -> dict[str, dict[str, float | bool]]:
+    """Issue 4's targets that apply to this row: {target: {"value", "limit", "met"}}."""
+    checks: dict[str, tuple[float, float]] = {}
+    if name in CELLS and CELLS[name].native is None:
+        checks["training vs LSTM"] = (row["train_ratio"], TARGET_TRAIN)
+        checks["inference vs LSTM"] = (row["infer_ratio"], TARGET_INFER)
+        if name == "sru":
+            checks["SRU training vs LSTM"] = (row["train_ratio"], TARGET_SRU_TRAIN)
+    elif name in ("lstm", "gru"):
+        checks["training vs own torch module"] = (row["train_overhead"], TARGET_OVERHEAD)
+        checks["inference vs own torch module"] = (row["infer_overhead"], TARGET_OVERHEAD)
+    return {k: {"value": v, "limit": limit, "met": v <= limit} for k, (v, limit) in checks.items()}
+
+
+# ------------------------------------------------------------------ report
+
+
+def _git_commit() -> str | None:
+    try:
+        run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return run.stdout.strip() or None if run.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _render(r: dict[str, Any]) -> str:
+    device = r["device"]
+    lines = [
+        f"# Recurrent cells on the {device.upper()}: seqlab against torch.nn.LSTM",
+        "",
+        f"Written by `{r['command']}` on {r['date']} (commit {r['commit'] or 'unknown'}), torch {r['torch']}, "
+        f"{r['cpu']}, {r['threads']} torch thread(s). One layer, one direction, float32. Each time is the median "
+        f"of {r['repeats']} rounds after {r['warmup']} warm-up rounds; in a round every model runs once, so all "
+        "of them see the same machine load. Ratios divide by `torch.nn.LSTM` at the same shape in this run "
+        "(lower is faster). *path*: `torch` is torch's own kernel, `seqlab` the compiled kernels of "
+        "`seqlab.nn._kernels`, `reference` the Python step loop. GFLOP/s count matrix products only "
+        "(training: 3x the forward count).",
+        "",
+        f"Targets (issue 4): every variant trains in <= {TARGET_TRAIN:.2f}x and infers in <= {TARGET_INFER:.2f}x "
+        f"the time of torch.nn.LSTM; SRU trains in <= {TARGET_SRU_TRAIN:.2f}x (3x faster); lstm and gru through "
+        f"`Recurrent` take <= {TARGET_OVERHEAD:.2f}x the time of their own torch module.",
+        "",
+    ]
+    met = [c["met"] for s in r["shapes"] for row in s["rows"] for c in row["targets"].values()]
+    missed = [
+        f"{row['model']} at T={s['T']}, B={s['B']}, I={s['I']}, H={s['H']}: {name} {c['value']:.2f}x > {c['limit']:.2f}x"
+        for s in r["shapes"] for row in s["rows"] for name, c in row["targets"].items() if not c["met"]
+    ]
+    lines.append(f"**{sum(met)} of {len(met)} target checks met.**" + (" Missed:" if missed else ""))
+    lines += [f"- {m}" for m in missed]
+    for s in r["shapes"]:
+        lines += [
+            "",
+            f"## T={s['T']}, B={s['B']}, I={s['I']}, H={s['H']}",
+            "",
+            f"GEMM reference: ({s['T'] * s['B']} x {s['I']}) . ({s['I']} x {4 * s['H']}) in {s['gemm_ms']:.3f} ms, "
+            f"{s['gemm_gflops']:.0f} GFLOP/s.",
+            "",
+            "| model | path | inference ms | vs LSTM | training ms | vs LSTM | training GFLOP/s | of GEMM | "
+            "vs own torch module (inf / train) | targets |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in s["rows"]:
+            overhead = (f"{row['infer_overhead']:.2f}x / {row['train_overhead']:.2f}x" if "train_overhead" in row
+                        else "")
+            checks = row["targets"].values()
+            verdict = ("met" if all(c["met"] for c in checks) else "**missed**") if checks else ""
+            lines.append(
+                f"| {row['model']} | {row['path']} | {row['infer_ms']:.2f} | {row['infer_ratio']:.2f}x | "
+                f"{row['train_ms']:.2f} | {row['train_ratio']:.2f}x | {row['train_gflops']:.0f} | "
+                f"{100 * row['train_gflops'] / s['gemm_gflops']:.0f}% | {overhead} | {verdict} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Measure every shape, write ``cells_<device>.md`` and ``.json``; return their paths."""
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SeqlabError("--device cuda asked for, but torch sees no CUDA device", hint="use --device cpu")
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    repeats = args.repeats or (3 if args.quick else 15)
+    warmup = 1 if args.quick else WARMUP
+    out = Path(args.out or ("runs/bench" if args.quick else REPO / "docs" / "results"))
+    results = []
+    for shape in shapes:
+        _log(f"T={shape[0]}, B={shape[1]}, I={shape[2]}, H={shape[3]}: {warmup} + {repeats} rounds")
+        results.append(_bench_shape(shape, device, repeats, warmup))
+    record = {
+        "device": device.type,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git_commit(),
+        "command": "seqlab bench cells" + (f" --device {device.type}" if device.type != "cpu" else "")
+        + (" --quick" if args.quick else "") + (f" --repeats {args.repeats}" if args.repeats else ""),
+        "torch": torch.__version__,
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "warmup": warmup,
+        "quick": bool(args.quick),
+        "shapes": results,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / f"cells_{device.type}.md", out / f"cells_{device.type}.json"
+    atomic_write_bytes(js, (json.dumps(record, indent=2) + "\n").encode())
+    atomic_write_bytes(md, _render(record).encode())
+    return [md, js]
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python benchmarks/cells.py``; ``seqlab bench cells`` declares the same ones."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
+    parser.add_argument("--repeats", type=_positive_int, help="timed rounds per shape (default: 15, quick: 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="two tiny shapes, 3 rounds, written to runs/bench: a smoke test, not a measurement")
+    parser.add_argument("--out", help="output folder (default: docs/results; with --quick: runs/bench)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        for path in run(args):
+            print(f"wrote {path}")
+    except SeqlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Fused CPU kernels for the cells that torch has no kernel for.
+
+``Recurrent(..., impl="auto")`` uses them for every cell in
+:func:`supports` when the input is a float32/float64 CPU tensor: the input
+projection of all steps in one GEMM, a compiled time loop with one
+recurrent GEMM and one fused pointwise pass per step, and a hand-written
+backward through time whose weight gradients are one GEMM over all steps.
+
+The C++ source (``recurrence.cpp``) is compiled on first use into a cache
+folder (``build.cache_dir()``).  Without a compiler, or with
+``SEQLAB_NO_KERNELS=1``, :func:`load` returns ``None`` after a one-line
+notice and the layers run the PyTorch reference loop, which is also what
+the tests compare the kernels with.
+"""
+
+from .build import load
+from .functions import run_cell, supports
+
+__all__ = ["load", "run_cell", "supports"]

@@ -1,0 +1,125 @@
+"""Build and load the fused CPU kernels (``recurrence.cpp``) on first use.
+
+The extension is compiled with ``torch.utils.cpp_extension.load`` into a
+cache folder, once per torch version, Python version and CPU instruction
+set; later processes only load the built library.  torch's builder locks
+the folder, so concurrent processes (pytest-xdist workers) build it once.
+
+Environment:
+
+* ``SEQLAB_NO_KERNELS=1``: never build or load the kernels; every cell runs
+  the PyTorch reference loop (``Recurrent(..., impl="reference")``).
+* ``SEQLAB_KERNEL_CACHE=DIR``: where to build (default
+  ``$XDG_CACHE_HOME/seqlab/kernels``, i.e. ``~/.cache/seqlab/kernels``).
+
+When the kernels cannot be built (no C++ compiler, no ninja, a build error)
+``load()`` logs one line on the ``seqlab.kernels`` logger and returns
+``None``; callers then use the reference path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import sys
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+__all__ = ["load", "cache_dir", "DISABLE_ENV", "CACHE_ENV"]
+
+DISABLE_ENV = "SEQLAB_NO_KERNELS"
+CACHE_ENV = "SEQLAB_KERNEL_CACHE"
+SOURCE = Path(__file__).with_name("recurrence.cpp")
+
+_log = logging.getLogger("seqlab.kernels")
+
+
+def cache_dir() -> Path:
+    """The folder the extension is built in (one per torch, Python and CPU instruction set)."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        base = Path(root)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seqlab" / "kernels"
+    tag = f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{_isa().lower()}"
+    return base / tag.replace("+", "_")
+
+
+def _isa() -> str:
+    """The vector instruction set torch uses here: AVX512, AVX2, DEFAULT, ..."""
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return "DEFAULT"
+
+
+def _flags() -> tuple[list[str], list[str]]:
+    # The pointwise loops are written to vectorize (see Act<float> in recurrence.cpp):
+    # that needs comparisons that may not trap, and the widest vectors torch
+    # itself found usable on this CPU.
+    cflags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    if _isa() == "AVX512":
+        cflags += ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mprefer-vector-width=512"]
+    elif _isa() == "AVX2":
+        cflags += ["-mavx2", "-mfma"]
+    # GEMMs call the BLAS inside libtorch_cpu directly when it exports one (MKL on
+    # x86 wheels), with MKL's packed GEMM for the weights reused at every step.
+    if _torch_exports("sgemm_", "dgemm_"):
+        cflags.append("-DSEQLAB_USE_BLAS")
+    if _torch_exports("sgemm_pack_get_size_", "sgemm_pack_", "sgemm_compute_"):
+        cflags.append("-DSEQLAB_USE_MKL_PACK")
+    return cflags, ["-fopenmp"]
+
+
+def _torch_exports(*symbols: str) -> bool:
+    """True when libtorch_cpu exports every one of ``symbols``."""
+    lib = Path(torch.__file__).parent / "lib" / f"libtorch_cpu{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
+    try:
+        handle = ctypes.CDLL(str(lib))
+    except OSError:
+        return False
+    return all(hasattr(handle, name) for name in symbols)
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    return f"{type(err).__name__}: {first}"[:200]
+
+
+@functools.cache
+def load() -> ModuleType | None:
+    """The compiled kernel module, building it on first use; ``None`` when unavailable.
+
+    Tried once per process; the outcome is cached (``load.cache_clear()``
+    forgets it).
+    """
+    if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+        _log.warning(f"seqlab: fused kernels unavailable ({DISABLE_ENV} is set); using the PyTorch reference path")
+        return None
+    try:
+        from torch.utils import cpp_extension
+
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"seqlab_recurrence_{_isa().lower()}"
+        if not any(folder.glob(f"{name}*.so")):
+            print(f"seqlab: building the fused CPU kernels in {folder} (first use, about a minute)...",
+                  file=sys.stderr, flush=True)
+        cflags, ldflags = _flags()
+        return cpp_extension.load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=cflags,
+            extra_ldflags=ldflags,
+            build_directory=str(folder),
+            verbose=False,
+        )
+    except Exception as err:  # any build or load failure means: use the reference path
+        _log.warning(f"seqlab: fused kernels unavailable ({_one_line(err)}); using the PyTorch reference path")
+        return None

@@ -1,0 +1,1066 @@
+// Fused CPU recurrences for the seqlab cells that torch has no kernel for.
+//
+// Every kernel follows the same plan (the recipe of Appleyard, Kocisky &
+// Blunsom 2016, "Optimizing Performance of Recurrent Neural Networks on
+// GPUs", sec. 3, applied to the CPU):
+//
+//   * the caller runs cell.project(x) on the whole sequence, one GEMM, and
+//     hands the kernel xp (T, B, G);
+//   * forward: per step one recurrent GEMM into a scratch buffer, then one
+//     pointwise loop that does all gate math and writes the new state;
+//   * backward through time: per step one pointwise loop for the gate
+//     derivatives dA_t and one GEMM dh_{t-1} += dA_t U; the weight gradients
+//     dU = sum_t dA_t^T h_{t-1} are ONE GEMM over all steps after the loop.
+//
+// Buffers that backward needs are indexed by time t (not by processing
+// order), so the reverse direction needs no flips: ``S[t]`` is the state
+// *entering* the step at time t.  Variable lengths follow the reference loop
+// (seqlab.nn.Recurrent, impl="reference"): a step at t >= length[b] carries
+// the state of sequence b through unchanged and outputs 0, so the reverse
+// direction starts every sequence at its own last step.
+//
+// Notation: T steps, B batch, H hidden, G = gates * H, σ sigmoid.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>  // pybind11 with the Tensor type caster; lighter than torch/extension.h
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#ifdef SEQLAB_USE_BLAS
+// The BLAS that libtorch_cpu exports (MKL on x86); the loader defines
+// SEQLAB_USE_BLAS only after checking that both symbols are there.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*);
+}
+#endif
+
+#ifdef SEQLAB_USE_MKL_PACK
+// MKL's packed GEMM (float only): a weight used at every step is packed once
+// per sequence instead of once per GEMM call.  Defined by the loader only when
+// libtorch_cpu exports these symbols.
+extern "C" {
+size_t sgemm_pack_get_size_(const char*, const int*, const int*, const int*);
+void sgemm_pack_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+                 float*);
+void sgemm_compute_(const char*, const char*, const int*, const int*, const int*, const float*, const int*,
+                    const float*, const int*, const float*, float*, const int*);
+}
+#endif
+
+namespace seqlab {
+
+using at::Tensor;
+
+// ---------------------------------------------------------------------------
+// Activations.  float: branch-free so that the pointwise loops vectorize
+// (libm's expf is a call the compiler cannot vectorize); double: libm, for
+// the float64 tests and gradcheck.
+// ---------------------------------------------------------------------------
+
+template <typename T>
+struct Act;
+
+template <>
+struct Act<double> {
+  static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static inline double tanh(double x) { return std::tanh(x); }
+};
+
+template <>
+struct Act<float> {
+  // exp(x) = 2^n (1 + p) with n = round(x / ln 2) and p = expm1(r) for
+  // r = x - n ln 2 in [-ln2/2, ln2/2].  ln 2 is split in two (Cody & Waite
+  // 1980) so that r keeps its low bits; p is the Taylor series to r^7, whose
+  // truncation error (< 6e-9) is below float resolution.  Returns 2^n.
+  static inline float scale_expm1(float x, float& p) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = std::floor(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    p = r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    n = n == n ? n : 0.0f;  // NaN input: p is NaN already and propagates
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return scale;
+  }
+  static inline float sigmoid(float x) {
+    float p;
+    const float s = scale_expm1(-x, p);
+    return 1.0f / (1.0f + (s + s * p));
+  }
+  // tanh|x| = -m / (2 + m) with m = expm1(-2|x|): accurate near 0 as well.
+  static inline float tanh(float x) {
+    float p;
+    const float s = scale_expm1(-2.0f * std::fabs(x), p);
+    const float m = (s - 1.0f) + s * p;
+    const float t = -m / (2.0f + m);
+    return x < 0.0f ? -t : t;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// GEMM on row-major buffers: BLAS directly when available (no dispatcher or
+// tensor allocation inside the time loop), else ATen on borrowed memory.
+// ---------------------------------------------------------------------------
+
+template <typename T>
+Tensor borrow(const T* p, int64_t rows, int64_t cols, int64_t ld) {
+  return at::from_blob(const_cast<T*>(p), {rows, cols}, {ld, 1},
+                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+#ifdef SEQLAB_USE_BLAS
+inline void blas(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+                 float beta, float* c, int ldc) {
+  sgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+inline void blas(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b,
+                 int ldb, double beta, double* c, int ldc) {
+  dgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+#endif
+
+// C (m, n) = beta C + A (m, k) W^T with W (n, k).
+template <typename T>
+void gemm_abt(int64_t m, int64_t n, int64_t k, const T* a, const T* w, T beta, T* c) {
+#ifdef SEQLAB_USE_BLAS
+  // Row-major C = A W^T is column-major C^T = W A^T.
+  blas('T', 'N', n, m, k, T(1), w, k, a, k, beta, c, n);
+#else
+  Tensor out = borrow(c, m, n, n);
+  if (beta == T(0))
+    at::mm_out(out, borrow(a, m, k, k), borrow(w, n, k, k).t());
+  else
+    out.addmm_(borrow(a, m, k, k), borrow(w, n, k, k).t(), beta, 1);
+#endif
+}
+
+// C (m, n) = beta C + A (m, k) W with W (k, n).
+template <typename T>
+void gemm_ab(int64_t m, int64_t n, int64_t k, const T* a, const T* w, T beta, T* c) {
+#ifdef SEQLAB_USE_BLAS
+  blas('N', 'N', n, m, k, T(1), w, n, a, k, beta, c, n);
+#else
+  Tensor out = borrow(c, m, n, n);
+  if (beta == T(0))
+    at::mm_out(out, borrow(a, m, k, k), borrow(w, k, n, n));
+  else
+    out.addmm_(borrow(a, m, k, k), borrow(w, k, n, n), beta, 1);
+#endif
+}
+
+// A weight that every step multiplies: C (m, n) = beta C + A (m, k) op(W) with
+// op(W) = W^T for W (n, k) (``transposed``), or W for W (k, n).  m is the batch.
+template <typename T>
+class StepGemm {
+ public:
+  StepGemm(const T* w, int64_t m, int64_t n, int64_t k, bool transposed)
+      : w_(w), m_(m), n_(n), k_(k), transposed_(transposed) {}
+  void operator()(const T* a, T beta, T* c) const {
+    if (transposed_)
+      gemm_abt<T>(m_, n_, k_, a, w_, beta, c);
+    else
+      gemm_ab<T>(m_, n_, k_, a, w_, beta, c);
+  }
+
+ private:
+  const T* w_;
+  int64_t m_, n_, k_;
+  bool transposed_;
+};
+
+#ifdef SEQLAB_USE_MKL_PACK
+template <>
+class StepGemm<float> {
+ public:
+  // Column-major, C^T (n, m) = op(W)^T (n, k) A^T (k, m): W is BLAS's "A" matrix, packed here once.
+  StepGemm(const float* w, int64_t m, int64_t n, int64_t k, bool transposed) : m_(m), n_(n), k_(k) {
+    const char id = 'A', trans = transposed ? 'T' : 'N';
+    const int M = n, N = m, K = k, ld = transposed ? k : n;
+    const float one = 1;
+    const size_t bytes = sgemm_pack_get_size_(&id, &M, &N, &K);
+    packed_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, at::kFloat);
+    sgemm_pack_(&id, &trans, &M, &N, &K, &one, w, &ld, packed_.data_ptr<float>());
+  }
+  void operator()(const float* a, float beta, float* c) const {
+    const char ta = 'P', tb = 'N';
+    const int M = n_, N = m_, K = k_, lda = n_, ldb = k_, ldc = n_;
+    sgemm_compute_(&ta, &tb, &M, &N, &K, packed_.data_ptr<float>(), &lda, a, &ldb, &beta, c, &ldc);
+  }
+
+ private:
+  Tensor packed_;
+  int64_t m_, n_, k_;
+};
+#endif
+
+// ---------------------------------------------------------------------------
+// Loops.
+// ---------------------------------------------------------------------------
+
+// Pointwise work per parallel task: below this a task is not worth a thread.
+constexpr int64_t kGrain = 4096;
+
+// f(b, j0, j1) over the (B, H) grid in contiguous pieces, in parallel.
+template <typename F>
+inline void for_grid(int64_t B, int64_t H, int64_t grain, const F& f) {
+  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end;) {
+      const int64_t b = n / H, j0 = n % H, j1 = std::min(H, j0 + (end - n));
+      f(b, j0, j1);
+      n += j1 - j0;
+    }
+  });
+}
+
+// f(b) for every row, in parallel; ``width`` is the work per row.
+template <typename F>
+inline void for_rows(int64_t B, int64_t width, const F& f) {
+  at::parallel_for(0, B, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, width)), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) f(b);
+  });
+}
+
+template <typename T>
+inline void copy_span(T* dst, const T* src, int64_t j0, int64_t j1) {
+  std::memcpy(dst + j0, src + j0, sizeof(T) * (j1 - j0));
+}
+
+template <typename T>
+inline void zero_span(T* dst, int64_t j0, int64_t j1) {
+  std::memset(dst + j0, 0, sizeof(T) * (j1 - j0));
+}
+
+// Processing order s = 0..T-1 -> time t; the slot where the state entering
+// step s lives (by time when training, two alternating slots otherwise).
+struct Steps {
+  int64_t T;
+  bool reverse;
+  bool train;
+  int64_t time(int64_t s) const { return reverse ? T - 1 - s : s; }
+  int64_t slot(int64_t s) const { return train ? time(s) : (s & 1); }
+  int64_t slots() const { return train ? T : 2; }
+  int64_t act(int64_t t) const { return train ? t : 0; }
+  int64_t acts() const { return train ? T : 1; }
+};
+
+// A (n, B, w) buffer addressed by slot.
+template <typename T>
+struct Buf {
+  T* p;
+  int64_t B, w;
+  T* at(int64_t slot) const { return p + slot * B * w; }
+  T* row(int64_t slot, int64_t b) const { return p + (slot * B + b) * w; }
+};
+
+template <typename T>
+Buf<T> buf(const Tensor& x) {
+  return {x.data_ptr<T>(), x.size(1), x.size(2)};
+}
+
+template <typename T>
+const T* cptr(const Tensor& x) {
+  return x.data_ptr<T>();
+}
+
+// State buffers: one (slots, B, H) tensor per state component, slot(0) holding the initial state.
+inline Tensor state_buffer(const Tensor& init, const Steps& st) {
+  Tensor s = at::empty({st.slots(), init.size(0), init.size(1)}, init.options());
+  if (st.T > 0) s[st.slot(0)].copy_(init);
+  return s;
+}
+
+// Where step s writes its new state: the next step's slot, or the final state.
+template <typename T>
+inline T* next_state(const Tensor& buffer, const Tensor& final, const Steps& st, int64_t s) {
+  return s + 1 < st.T ? buf<T>(buffer).at(st.slot(s + 1)) : final.data_ptr<T>();
+}
+
+// ---------------------------------------------------------------------------
+// Peephole LSTM (Gers & Schmidhuber 2000); the plain LSTM is the case P = 0.
+//   i = σ(a_i + p_i c_{t-1})  f = σ(a_f + p_f c_{t-1})  g = tanh(a_g)
+//   c_t = f c_{t-1} + i g     o = σ(a_o + p_o c_t)      h_t = o tanh(c_t)
+// params: U (4H, H), P (3, H) rows (p_i, p_f, p_o).
+// saved: Hs, Cs (T, B, H) states entering each step; acts (T, B, 5H) = i, f, g, o, tanh(c_t).
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> peephole_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                     const int64_t* len, Steps st) {
+  using A = Act<T>;
+  const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
+  const Tensor &U = params[0], &P = params[1];
+  Tensor out = at::empty({st.T, B, H}, xp.options());
+  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options());
+  Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
+  Tensor acts = at::empty({st.acts(), B, 5 * H}, xp.options());
+  Tensor R = at::empty({B, G}, xp.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
+  const T *p_i = cptr<T>(P), *p_f = p_i + H, *p_o = p_i + 2 * H;
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t t = st.time(s);
+    const T* hp = buf<T>(Hs).at(st.slot(s));
+    const T* cp = buf<T>(Cs).at(st.slot(s));
+    T* hn = next_state<T>(Hs, hT, st, s);
+    T* cn = next_state<T>(Cs, cT, st, s);
+    recurrent(hp, T(0), R.data_ptr<T>());  // R = h_{t-1} U^T  (B, 4H)
+    for_grid(B, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
+      const T *hp_b = hp + b * H, *cp_b = cp + b * H;
+      T *hn_b = hn + b * H, *cn_b = cn + b * H, *out_b = buf<T>(out).row(t, b);
+      if (t >= len[b]) {
+        copy_span(hn_b, hp_b, j0, j1), copy_span(cn_b, cp_b, j0, j1), zero_span(out_b, j0, j1);
+        return;
+      }
+      const T* x = buf<T>(xp).row(t, b);
+      const T* r = R.data_ptr<T>() + b * G;
+      T* a = buf<T>(acts).row(st.act(t), b);
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T c_tm1 = cp_b[j];
+        const T i = A::sigmoid(x[j] + r[j] + p_i[j] * c_tm1);
+        const T f = A::sigmoid(x[H + j] + r[H + j] + p_f[j] * c_tm1);
+        const T g = A::tanh(x[2 * H + j] + r[2 * H + j]);
+        const T c = f * c_tm1 + i * g;
+        const T o = A::sigmoid(x[3 * H + j] + r[3 * H + j] + p_o[j] * c);
+        const T tc = A::tanh(c);
+        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o, a[4 * H + j] = tc;
+        cn_b[j] = c;
+        hn_b[j] = out_b[j] = o * tc;
+      }
+    });
+  }
+  if (st.T == 0) hT.copy_(state[0]), cT.copy_(state[1]);
+  if (!st.train) return {out, hT, cT};
+  return {out, hT, cT, Hs, Cs, acts};
+}
+
+template <typename T>
+std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
+                                      const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
+                                      const int64_t* len, Steps st) {
+  const Tensor &Hs = saved[0], &Cs = saved[1], &acts = saved[2];
+  const Tensor &U = params[0], &P = params[1];
+  const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
+  Tensor dA = at::empty({st.T, B, G}, dout.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
+  Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();  // (B, H): d/d state leaving the current step
+  Tensor dP = at::zeros({B, 3 * H}, dout.options());       // per-row sums, reduced over B at the end
+  const T *p_i = cptr<T>(P), *p_f = p_i + H, *p_o = p_i + 2 * H;
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t t = st.time(s);
+    for_grid(B, H, kGrain / 2, [&](int64_t b, int64_t j0, int64_t j1) {
+      T* da = buf<T>(dA).row(t, b);
+      if (t >= len[b]) {
+        for (int64_t k = 0; k < 4; ++k) zero_span(da + k * H, j0, j1);
+        return;  // the state, and so its gradient, passes through
+      }
+      const T *a = buf<T>(acts).row(t, b), *cp = buf<T>(Cs).row(t, b), *go = buf<T>(dout).row(t, b);
+      T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H, *dp = dP.data_ptr<T>() + b * 3 * H;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], tc = a[4 * H + j];
+        const T c_tm1 = cp[j], c = f * c_tm1 + i * g;
+        const T dh = dh_b[j] + go[j];
+        const T da_o = dh * tc * o * (1 - o);
+        const T dc = dc_b[j] + dh * o * (1 - tc * tc) + da_o * p_o[j];
+        const T da_i = dc * g * i * (1 - i);
+        const T da_f = dc * c_tm1 * f * (1 - f);
+        da[j] = da_i, da[H + j] = da_f, da[2 * H + j] = dc * i * (1 - g * g), da[3 * H + j] = da_o;
+        dc_b[j] = dc * f + da_i * p_i[j] + da_f * p_f[j];
+        dh_b[j] = 0;  // the GEMM below adds dA_t U
+        dp[j] += da_i * c_tm1, dp[H + j] += da_f * c_tm1, dp[2 * H + j] += da_o * c;
+      }
+    });
+    recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());  // dh_{t-1} += dA_t U
+  }
+  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));  // (4H, H), one GEMM
+  return {dA, dH, dC, dU, dP.view({B, 3, H}).sum(0)};
+}
+
+// ---------------------------------------------------------------------------
+// CIFG (Greff et al. 2017): f = 1 - i.  Gate order i, g, o.
+//   c_t = c_{t-1} + i (g - c_{t-1})     h_t = σ(a_o) tanh(c_t)
+// params: U (3H, H).  saved: Hs, Cs, acts (T, B, 4H) = i, g, o, tanh(c_t).
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> cifg_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                 const int64_t* len, Steps st) {
+  using A = Act<T>;
+  const int64_t B = xp.size(1), H = state[0].size(1), G = 3 * H;
+  const Tensor& U = params[0];
+  Tensor out = at::empty({st.T, B, H}, xp.options());
+  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options());
+  Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
+  Tensor acts = at::empty({st.acts(), B, 4 * H}, xp.options());
+  Tensor R = at::empty({B, G}, xp.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t t = st.time(s);
+    const T* hp = buf<T>(Hs).at(st.slot(s));
+    const T* cp = buf<T>(Cs).at(st.slot(s));
+    T* hn = next_state<T>(Hs, hT, st, s);
+    T* cn = next_state<T>(Cs, cT, st, s);
+    recurrent(hp, T(0), R.data_ptr<T>());
+    for_grid(B, H, kGrain / 3, [&](int64_t b, int64_t j0, int64_t j1) {
+      const T *hp_b = hp + b * H, *cp_b = cp + b * H;
+      T *hn_b = hn + b * H, *cn_b = cn + b * H, *out_b = buf<T>(out).row(t, b);
+      if (t >= len[b]) {
+        copy_span(hn_b, hp_b, j0, j1), copy_span(cn_b, cp_b, j0, j1), zero_span(out_b, j0, j1);
+        return;
+      }
+      const T* x = buf<T>(xp).row(t, b);
+      const T* r = R.data_ptr<T>() + b * G;
+      T* a = buf<T>(acts).row(st.act(t), b);
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T i = A::sigmoid(x[j] + r[j]);
+        const T g = A::tanh(x[H + j] + r[H + j]);
+        const T o = A::sigmoid(x[2 * H + j] + r[2 * H + j]);
+        const T c = cp_b[j] + i * (g - cp_b[j]);
+        const T tc = A::tanh(c);
+        a[j] = i, a[H + j] = g, a[2 * H + j] = o, a[3 * H + j] = tc;
+        cn_b[j] = c;
+        hn_b[j] = out_b[j] = o * tc;
+      }
+    });
+  }
+  if (st.T == 0) hT.copy_(state[0]), cT.copy_(state[1]);
+  if (!st.train) return {out, hT, cT};
+  return {out, hT, cT, Hs, Cs, acts};
+}
+
+template <typename T>
+std::vector<Tensor> cifg_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
+                                  const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
+                                  const int64_t* len, Steps st) {
+  const Tensor &Hs = saved[0], &Cs = saved[1], &acts = saved[2];
+  const Tensor& U = params[0];
+  const int64_t B = dout.size(1), H = dout.size(2), G = 3 * H;
+  Tensor dA = at::empty({st.T, B, G}, dout.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
+  Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t t = st.time(s);
+    for_grid(B, H, kGrain / 2, [&](int64_t b, int64_t j0, int64_t j1) {
+      T* da = buf<T>(dA).row(t, b);
+      if (t >= len[b]) {
+        for (int64_t k = 0; k < 3; ++k) zero_span(da + k * H, j0, j1);
+        return;
+      }
+      const T *a = buf<T>(acts).row(t, b), *cp = buf<T>(Cs).row(t, b), *go = buf<T>(dout).row(t, b);
+      T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T i = a[j], g = a[H + j], o = a[2 * H + j], tc = a[3 * H + j];
+        const T dh = dh_b[j] + go[j];
+        const T dc = dc_b[j] + dh * o * (1 - tc * tc);
+        da[j] = dc * (g - cp[j]) * i * (1 - i);
+        da[H + j] = dc * i * (1 - g * g);
+        da[2 * H + j] = dh * tc * o * (1 - o);
+        dc_b[j] = dc * (1 - i);
+        dh_b[j] = 0;
+      }
+    });
+    recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());
+  }
+  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  return {dA, dH, dC, dU};
+}
+
+// ---------------------------------------------------------------------------
+// JANET (van der Westhuizen & Lasenby 2018, eq. 6).  Gate order s, c; h = c.
+//   c_t = σ(s) c_{t-1} + (1 - σ(s - β)) tanh(a_c)
+// params: U (2H, H); option beta.  saved: Hs, acts (T, B, 3H) = σ(s), σ(s - β), tanh(a_c).
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> janet_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                  const int64_t* len, Steps st, T beta) {
+  using A = Act<T>;
+  const int64_t B = xp.size(1), H = state[0].size(1), G = 2 * H;
+  const Tensor& U = params[0];
+  Tensor out = at::empty({st.T, B, H}, xp.options());
+  Tensor hT = at::empty({B, H}, xp.options());
+  Tensor Hs = state_buffer(state[0], st);
+  Tensor acts = at::empty({st.acts(), B, 3 * H}, xp.options());
+  Tensor R = at::empty({B, G}, xp.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t t = st.time(s);
+    const T* hp = buf<T>(Hs).at(st.slot(s));
+    T* hn = next_state<T>(Hs, hT, st, s);
+    recurrent(hp, T(0), R.data_ptr<T>());
+    for_grid(B, H, kGrain / 3, [&](int64_t b, int64_t j0, int64_t j1) {
+      const T* hp_b = hp + b * H;
+      T *hn_b = hn + b * H, *out_b = buf<T>(out).row(t, b);
+      if (t >= len[b]) {
+        copy_span(hn_b, hp_b, j0, j1), zero_span(out_b, j0, j1);
+        return;
+      }
+      const T* x = buf<T>(xp).row(t, b);
+      const T* r = R.data_ptr<T>() + b * G;
+      T* a = buf<T>(acts).row(st.act(t), b);
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T pre = x[j] + r[j];
+        const T f = A::sigmoid(pre), u = A::sigmoid(pre - beta);
+        const T g = A::tanh(x[H + j] + r[H + j]);
+        a[j] = f, a[H + j] = u, a[2 * H + j] = g;
+        hn_b[j] = out_b[j] = f * hp_b[j] + (1 - u) * g;
+      }
+    });
+  }
+  if (st.T == 0) hT.copy_(state[0]);
+  if (!st.train) return {out, hT};
+  return {out, hT, Hs, acts};
+}
+
+template <typename T>
+std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
+                                   const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
+                                   const int64_t* len, Steps st) {
+  const Tensor &Hs = saved[0], &acts = saved[1];
+  const Tensor& U = params[0];
+  const int64_t B = dout.size(1), H = dout.size(2), G = 2 * H;
+  Tensor dA = at::empty({st.T, B, G}, dout.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
+  Tensor dH = dfinal[0].clone();
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t t = st.time(s);
+    for_grid(B, H, kGrain / 2, [&](int64_t b, int64_t j0, int64_t j1) {
+      T* da = buf<T>(dA).row(t, b);
+      if (t >= len[b]) {
+        zero_span(da, j0, j1), zero_span(da + H, j0, j1);
+        return;
+      }
+      const T *a = buf<T>(acts).row(t, b), *hp = buf<T>(Hs).row(t, b), *go = buf<T>(dout).row(t, b);
+      T* dh_b = dH.data_ptr<T>() + b * H;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T f = a[j], u = a[H + j], g = a[2 * H + j];
+        const T dc = dh_b[j] + go[j];
+        da[j] = dc * hp[j] * f * (1 - f) - dc * g * u * (1 - u);
+        da[H + j] = dc * (1 - u) * (1 - g * g);
+        dh_b[j] = dc * f;  // the direct path c_{t-1} -> c_t; the GEMM adds dA_t U
+      }
+    });
+    recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());
+  }
+  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  return {dA, dH, dU};
+}
+
+// ---------------------------------------------------------------------------
+// Layer-normalized LSTM (Ba, Kiros & Hinton 2016, sec. 3.1):
+//   a = xp + LN(h_{t-1} U^T; α)             (xp already holds LN(W x) + b)
+//   c_t = σ(a_f) c_{t-1} + σ(a_i) tanh(a_g)
+//   h_t = σ(a_o) tanh(LN(c_t; γ, β))
+// LN(v)_k = (v_k - mean v) / sqrt(var v + eps) * gain_k (+ shift_k), biased var.
+// params: U (4H, H), α (4H), γ (H), β (H); options: eps of LN(h U^T), eps of LN(c).
+// saved: Hs, Cs; nhat (T, B, 4H) normalized h U^T; acts (T, B, 6H) = i, f, g, o,
+// ĉ (normalized c_t), tanh(γ ĉ + β); rstd (T, B, 2) of both normalisations.
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> ln_lstm_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                    const int64_t* len, Steps st, T eps_r, T eps_c) {
+  using A = Act<T>;
+  const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
+  const Tensor& U = params[0];
+  const T *alpha = cptr<T>(params[1]), *gamma = cptr<T>(params[2]), *shift = cptr<T>(params[3]);
+  Tensor out = at::empty({st.T, B, H}, xp.options());
+  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options());
+  Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
+  Tensor nhat = at::empty({st.acts(), B, G}, xp.options());
+  Tensor acts = at::empty({st.acts(), B, 6 * H}, xp.options());
+  Tensor rstd = at::empty({st.acts(), B, 2}, xp.options());
+  Tensor R = at::empty({B, G}, xp.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t t = st.time(s);
+    const T* hp = buf<T>(Hs).at(st.slot(s));
+    const T* cp = buf<T>(Cs).at(st.slot(s));
+    T* hn = next_state<T>(Hs, hT, st, s);
+    T* cn = next_state<T>(Cs, cT, st, s);
+    recurrent(hp, T(0), R.data_ptr<T>());
+    for_rows(B, 8 * G, [&](int64_t b) {
+      const T *hp_b = hp + b * H, *cp_b = cp + b * H;
+      T *hn_b = hn + b * H, *cn_b = cn + b * H, *out_b = buf<T>(out).row(t, b);
+      if (t >= len[b]) {
+        copy_span(hn_b, hp_b, 0, H), copy_span(cn_b, cp_b, 0, H), zero_span(out_b, 0, H);
+        return;
+      }
+      const T *x = buf<T>(xp).row(t, b), *r = R.data_ptr<T>() + b * G;
+      T *n = buf<T>(nhat).row(st.act(t), b), *a = buf<T>(acts).row(st.act(t), b);
+      T* rs = buf<T>(rstd).row(st.act(t), b);
+      T sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t k = 0; k < G; ++k) sum += r[k];
+      const T mean = sum / G;
+#pragma omp simd reduction(+ : sq)
+      for (int64_t k = 0; k < G; ++k) sq += (r[k] - mean) * (r[k] - mean);
+      const T rstd_r = 1 / std::sqrt(sq / G + eps_r);
+#pragma omp simd
+      for (int64_t k = 0; k < G; ++k) n[k] = (r[k] - mean) * rstd_r;
+      T csum = 0, csq = 0;
+#pragma omp simd reduction(+ : csum)
+      for (int64_t j = 0; j < H; ++j) {
+        const T i = A::sigmoid(x[j] + alpha[j] * n[j]);
+        const T f = A::sigmoid(x[H + j] + alpha[H + j] * n[H + j]);
+        const T g = A::tanh(x[2 * H + j] + alpha[2 * H + j] * n[2 * H + j]);
+        const T o = A::sigmoid(x[3 * H + j] + alpha[3 * H + j] * n[3 * H + j]);
+        const T c = f * cp_b[j] + i * g;
+        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+        cn_b[j] = c;
+        csum += c;
+      }
+      const T cmean = csum / H;
+#pragma omp simd reduction(+ : csq)
+      for (int64_t j = 0; j < H; ++j) csq += (cn_b[j] - cmean) * (cn_b[j] - cmean);
+      const T rstd_c = 1 / std::sqrt(csq / H + eps_c);
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T chat = (cn_b[j] - cmean) * rstd_c;
+        const T tc = A::tanh(gamma[j] * chat + shift[j]);
+        a[4 * H + j] = chat, a[5 * H + j] = tc;
+        hn_b[j] = out_b[j] = a[3 * H + j] * tc;
+      }
+      rs[0] = rstd_r, rs[1] = rstd_c;
+    });
+  }
+  if (st.T == 0) hT.copy_(state[0]), cT.copy_(state[1]);
+  if (!st.train) return {out, hT, cT};
+  return {out, hT, cT, Hs, Cs, nhat, acts, rstd};
+}
+
+template <typename T>
+std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
+                                     const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
+                                     const int64_t* len, Steps st) {
+  const Tensor &Hs = saved[0], &Cs = saved[1], &nhat = saved[2], &acts = saved[3], &rstd = saved[4];
+  const Tensor& U = params[0];
+  const T *alpha = cptr<T>(params[1]), *gamma = cptr<T>(params[2]);
+  const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
+  Tensor dA = at::empty({st.T, B, G}, dout.options());  // d/d a = d xp
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
+  Tensor dR = at::empty({st.T, B, G}, dout.options());  // d/d (h_{t-1} U^T)
+  Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
+  // Per-row sums for the gains and the shift, reduced over B at the end: (B, 4H + H + H).
+  Tensor dG = at::zeros({B, G + 2 * H}, dout.options());
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t t = st.time(s);
+    for_rows(B, 8 * G, [&](int64_t b) {
+      T *da = buf<T>(dA).row(t, b), *dr = buf<T>(dR).row(t, b);
+      if (t >= len[b]) {
+        zero_span(da, 0, G), zero_span(dr, 0, G);
+        return;
+      }
+      const T *a = buf<T>(acts).row(t, b), *n = buf<T>(nhat).row(t, b), *rs = buf<T>(rstd).row(t, b);
+      const T *cp = buf<T>(Cs).row(t, b), *go = buf<T>(dout).row(t, b);
+      T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H;
+      T *d_alpha = dG.data_ptr<T>() + b * (G + 2 * H), *d_gamma = d_alpha + G, *d_shift = d_gamma + H;
+      // h = o tanh(y), y = γ ĉ + β: dĉ = dy γ; LN backward needs mean(dĉ) and mean(dĉ ĉ).
+      T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t j = 0; j < H; ++j) {
+        const T o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
+        const T dy = (dh_b[j] + go[j]) * o * (1 - tc * tc);
+        d_gamma[j] += dy * chat;
+        d_shift[j] += dy;
+        s1 += dy * gamma[j];
+        s2 += dy * gamma[j] * chat;
+      }
+      const T m1 = s1 / H, m2 = s2 / H, rstd_c = rs[1], rstd_r = rs[0];
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
+        const T dh = dh_b[j] + go[j];
+        const T dchat = dh * o * (1 - tc * tc) * gamma[j];
+        const T dc = dc_b[j] + rstd_c * (dchat - m1 - chat * m2);
+        da[j] = dc * g * i * (1 - i);
+        da[H + j] = dc * cp[j] * f * (1 - f);
+        da[2 * H + j] = dc * i * (1 - g * g);
+        da[3 * H + j] = dh * tc * o * (1 - o);
+        dc_b[j] = dc * f;
+        dh_b[j] = 0;
+      }
+      T u1 = 0, u2 = 0;
+#pragma omp simd reduction(+ : u1, u2)
+      for (int64_t k = 0; k < G; ++k) {
+        d_alpha[k] += da[k] * n[k];
+        u1 += da[k] * alpha[k];
+        u2 += da[k] * alpha[k] * n[k];
+      }
+      const T w1 = u1 / G, w2 = u2 / G;
+#pragma omp simd
+      for (int64_t k = 0; k < G; ++k) dr[k] = rstd_r * (da[k] * alpha[k] - w1 - n[k] * w2);
+    });
+    recurrent(buf<T>(dR).at(t), T(1), dH.data_ptr<T>());
+  }
+  Tensor dU = at::mm(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  Tensor sums = dG.sum(0);
+  return {dA, dH, dC, dU, sums.slice(0, 0, G), sums.slice(0, G, G + H), sums.slice(0, G + H, G + 2 * H)};
+}
+
+// ---------------------------------------------------------------------------
+// Nested LSTM (Moniz & Krueger 2018, sec. 3), depth 2:
+//   i, f, o = σ(a_·)  g = tanh(a_g)   z = [x̃, h̃] = [i g, f c_{t-1}]
+//   b = z [V_i, V_h]^T + b̃          (one GEMM with K = 2H per step)
+//   c̃_t = σ(b_f) c̃_{t-1} + σ(b_i) tanh(b_g)    c_t = σ(b_o) tanh(c̃_t)
+//   h_t = o tanh(c_t)
+// params: U (4H, H), V_i (4H, H), V_h (4H, H), b̃ (4H).
+// saved: Hs, Cs, Ks (inner c̃) entering each step; outer (T, B, 4H) = i, f, g, o;
+// Z (T, B, 2H); inner (T, B, 6H) = ĩ, f̃, g̃, õ, tanh(c̃_t), tanh(c_t); V = [V_i, V_h] (4H, 2H).
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> nested_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                   const int64_t* len, Steps st) {
+  using A = Act<T>;
+  const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
+  const Tensor& U = params[0];
+  Tensor V = at::cat({params[1], params[2]}, 1);  // (4H, 2H)
+  const T* bias = cptr<T>(params[3]);
+  Tensor out = at::empty({st.T, B, H}, xp.options());
+  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options()), kT = at::empty({B, H}, xp.options());
+  Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st), Ks = state_buffer(state[2], st);
+  Tensor outer = at::empty({st.acts(), B, G}, xp.options());
+  Tensor Z = at::zeros({st.acts(), B, 2 * H}, xp.options());
+  Tensor inner = at::empty({st.acts(), B, 6 * H}, xp.options());
+  Tensor R = at::empty({B, G}, xp.options()), Q = at::empty({B, G}, xp.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true), inner_gemm(V.data_ptr<T>(), B, G, 2 * H, true);
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t t = st.time(s), k = st.act(t);
+    const T *hp = buf<T>(Hs).at(st.slot(s)), *cp = buf<T>(Cs).at(st.slot(s)), *kp = buf<T>(Ks).at(st.slot(s));
+    T *hn = next_state<T>(Hs, hT, st, s), *cn = next_state<T>(Cs, cT, st, s), *kn = next_state<T>(Ks, kT, st, s);
+    recurrent(hp, T(0), R.data_ptr<T>());
+    for_grid(B, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (t >= len[b]) return;  // z stays 0 (zeros at allocation; rows are only written when valid)
+      const T *x = buf<T>(xp).row(t, b), *r = R.data_ptr<T>() + b * G, *cp_b = cp + b * H;
+      T *a = buf<T>(outer).row(k, b), *z = buf<T>(Z).row(k, b);
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T i = A::sigmoid(x[j] + r[j]);
+        const T f = A::sigmoid(x[H + j] + r[H + j]);
+        const T g = A::tanh(x[2 * H + j] + r[2 * H + j]);
+        const T o = A::sigmoid(x[3 * H + j] + r[3 * H + j]);
+        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+        z[j] = i * g, z[H + j] = f * cp_b[j];
+      }
+    });
+    inner_gemm(buf<T>(Z).at(k), T(0), Q.data_ptr<T>());  // Q = z V^T  (B, 4H)
+    for_grid(B, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
+      const T *hp_b = hp + b * H, *cp_b = cp + b * H, *kp_b = kp + b * H;
+      T *hn_b = hn + b * H, *cn_b = cn + b * H, *kn_b = kn + b * H, *out_b = buf<T>(out).row(t, b);
+      if (t >= len[b]) {
+        copy_span(hn_b, hp_b, j0, j1), copy_span(cn_b, cp_b, j0, j1), copy_span(kn_b, kp_b, j0, j1);
+        zero_span(out_b, j0, j1);
+        return;
+      }
+      const T *q = Q.data_ptr<T>() + b * G, *a = buf<T>(outer).row(k, b);
+      T* m = buf<T>(inner).row(k, b);
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T i = A::sigmoid(q[j] + bias[j]);
+        const T f = A::sigmoid(q[H + j] + bias[H + j]);
+        const T g = A::tanh(q[2 * H + j] + bias[2 * H + j]);
+        const T o = A::sigmoid(q[3 * H + j] + bias[3 * H + j]);
+        const T kc = f * kp_b[j] + i * g;
+        const T tk = A::tanh(kc);
+        const T c = o * tk;
+        const T tc = A::tanh(c);
+        m[j] = i, m[H + j] = f, m[2 * H + j] = g, m[3 * H + j] = o, m[4 * H + j] = tk, m[5 * H + j] = tc;
+        kn_b[j] = kc, cn_b[j] = c;
+        hn_b[j] = out_b[j] = a[3 * H + j] * tc;
+      }
+    });
+  }
+  if (st.T == 0) hT.copy_(state[0]), cT.copy_(state[1]), kT.copy_(state[2]);
+  if (!st.train) return {out, hT, cT, kT};
+  return {out, hT, cT, kT, Hs, Cs, Ks, outer, Z, inner, V};
+}
+
+template <typename T>
+std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
+                                    const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
+                                    const int64_t* len, Steps st) {
+  const Tensor &Hs = saved[0], &Cs = saved[1], &Ks = saved[2], &outer = saved[3], &Z = saved[4], &inner = saved[5],
+               &V = saved[6];
+  const Tensor& U = params[0];
+  const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
+  Tensor dA = at::empty({st.T, B, G}, dout.options());  // outer pre-activations
+  Tensor dQ = at::empty({st.T, B, G}, dout.options());  // inner pre-activations
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false), inner_gemm(V.data_ptr<T>(), B, 2 * H, G, false);
+  Tensor dZ = at::empty({B, 2 * H}, dout.options());
+  Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone(), dK = dfinal[2].clone();
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t t = st.time(s);
+    for_grid(B, H, kGrain / 2, [&](int64_t b, int64_t j0, int64_t j1) {
+      T *da = buf<T>(dA).row(t, b), *dq = buf<T>(dQ).row(t, b);
+      if (t >= len[b]) {
+        for (int64_t g = 0; g < 4; ++g) zero_span(da + g * H, j0, j1), zero_span(dq + g * H, j0, j1);
+        return;
+      }
+      const T *a = buf<T>(outer).row(t, b), *m = buf<T>(inner).row(t, b);
+      const T *kp = buf<T>(Ks).row(t, b), *go = buf<T>(dout).row(t, b);
+      T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H, *dk_b = dK.data_ptr<T>() + b * H;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T o = a[3 * H + j];
+        const T i = m[j], f = m[H + j], g = m[2 * H + j], oi = m[3 * H + j], tk = m[4 * H + j], tc = m[5 * H + j];
+        const T dh = dh_b[j] + go[j];
+        da[3 * H + j] = dh * tc * o * (1 - o);
+        const T dc = dc_b[j] + dh * o * (1 - tc * tc);
+        const T dk = dk_b[j] + dc * oi * (1 - tk * tk);
+        dq[j] = dk * g * i * (1 - i);
+        dq[H + j] = dk * kp[j] * f * (1 - f);
+        dq[2 * H + j] = dk * i * (1 - g * g);
+        dq[3 * H + j] = dc * tk * oi * (1 - oi);
+        dk_b[j] = dk * f;
+      }
+    });
+    inner_gemm(buf<T>(dQ).at(t), T(0), dZ.data_ptr<T>());  // dz = dQ_t V  (B, 2H)
+    for_grid(B, H, kGrain / 2, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (t >= len[b]) return;  // dA row zeroed above
+      const T *a = buf<T>(outer).row(t, b), *cp = buf<T>(Cs).row(t, b), *dz = dZ.data_ptr<T>() + b * 2 * H;
+      T *da = buf<T>(dA).row(t, b), *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T i = a[j], f = a[H + j], g = a[2 * H + j];
+        const T dx = dz[j], dhk = dz[H + j];  // d x̃, d h̃
+        da[j] = dx * g * i * (1 - i);
+        da[H + j] = dhk * cp[j] * f * (1 - f);
+        da[2 * H + j] = dx * i * (1 - g * g);
+        dc_b[j] = dhk * f;
+        dh_b[j] = 0;
+      }
+    });
+    recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());
+  }
+  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  Tensor dV = at::mm(dQ.view({st.T * B, G}).t(), Z.view({st.T * B, 2 * H}));  // (4H, 2H), one GEMM
+  Tensor dbias = dQ.view({st.T * B, G}).sum(0);
+  return {dA, dH, dC, dK, dU, dV.slice(1, 0, H), dV.slice(1, H, 2 * H), dbias};
+}
+
+// ---------------------------------------------------------------------------
+// SRU (Lei et al. 2018, eq. 3-7).  xp = [W x, W_f x, W_r x, highway] (T, B, 4H).
+//   f = σ(a_f + v_f c_{t-1} + b_f)   r = σ(a_r + v_r c_{t-1} + b_r)
+//   c_t = f c_{t-1} + (1 - f) W x    h_t = r g(c_t) + (1 - r) highway
+// No matrix touches the state, so each of the B·H units runs its whole time
+// loop on its own: parallel over units, vectorized over a row's units, no
+// per-step synchronisation at all.
+// params: v (2H), b (2H); option: g = tanh (1) or identity (0).
+// saved: xp, Cs (T, B, H) c entering each step, acts (T, B, 3H) = f, r, g(c_t).
+// ---------------------------------------------------------------------------
+
+// One step of units j0..j1 of one row; Tanh and Train are template flags so that the loop has no branches.
+template <typename T, bool Tanh, bool Train>
+inline void sru_units(const T* x, const T* v, const T* bias, T* c, T* h, T* out, T* cs, T* a, int64_t H, int64_t j0,
+                      int64_t j1) {
+  using A = Act<T>;
+#pragma omp simd
+  for (int64_t j = j0; j < j1; ++j) {
+    const T c_tm1 = c[j], wx = x[j], hw = x[3 * H + j];
+    const T f = A::sigmoid(x[H + j] + v[j] * c_tm1 + bias[j]);
+    const T r = A::sigmoid(x[2 * H + j] + v[H + j] * c_tm1 + bias[H + j]);
+    const T cc = wx + f * (c_tm1 - wx);  // = f c_{t-1} + (1 - f) W x_t
+    const T g = Tanh ? A::tanh(cc) : cc;
+    const T hh = hw + r * (g - hw);  // = r g(c_t) + (1 - r) highway
+    if (Train) cs[j] = c_tm1, a[j] = f, a[H + j] = r, a[2 * H + j] = g;
+    c[j] = cc, h[j] = out[j] = hh;
+  }
+}
+
+template <typename T, bool Tanh>
+inline void sru_units_backward(const T* x, const T* cs, const T* a, const T* go, const T* v, T* dh_b, T* dc_b, T* dv_b,
+                               T* d, int64_t H, int64_t j0, int64_t j1) {
+#pragma omp simd
+  for (int64_t j = j0; j < j1; ++j) {
+    const T f = a[j], r = a[H + j], g = a[2 * H + j], c_tm1 = cs[j], wx = x[j], hw = x[3 * H + j];
+    const T dh = dh_b[j] + go[j];
+    const T dg = dh * r;
+    const T dc = dc_b[j] + (Tanh ? dg * (1 - g * g) : dg);
+    const T da_f = dc * (c_tm1 - wx) * f * (1 - f);
+    const T da_r = dh * (g - hw) * r * (1 - r);
+    d[j] = dc * (1 - f), d[H + j] = da_f, d[2 * H + j] = da_r, d[3 * H + j] = dh * (1 - r);
+    dv_b[j] += da_f * c_tm1, dv_b[H + j] += da_r * c_tm1;
+    dc_b[j] = dc * f + da_f * v[j] + da_r * v[H + j];
+    dh_b[j] = 0;  // h_{t-1} does not feed step t
+  }
+}
+
+template <typename T>
+std::vector<Tensor> sru_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                const int64_t* len, Steps st, bool use_tanh) {
+  const int64_t B = xp.size(1), H = state[0].size(1);
+  const T *v = cptr<T>(params[0]), *bias = cptr<T>(params[1]);
+  Tensor out = at::empty({st.T, B, H}, xp.options());
+  Tensor hT = state[0].clone(), cT = state[1].clone();  // updated in place through time
+  Tensor Cs = at::empty({st.train ? st.T : 0, B, H}, xp.options());
+  Tensor acts = at::empty({st.train ? st.T : 0, B, 3 * H}, xp.options());
+  const int64_t grain = std::max<int64_t>(16, kGrain / std::max<int64_t>(1, st.T));
+  for_grid(B, H, grain, [&](int64_t b, int64_t j0, int64_t j1) {
+    T *h = hT.data_ptr<T>() + b * H, *c = cT.data_ptr<T>() + b * H;
+    for (int64_t s = 0; s < st.T; ++s) {
+      const int64_t t = st.time(s);
+      T* out_b = buf<T>(out).row(t, b);
+      if (t >= len[b]) {
+        zero_span(out_b, j0, j1);
+        continue;
+      }
+      const T* x = buf<T>(xp).row(t, b);
+      if (st.train) {
+        T *cs = buf<T>(Cs).row(t, b), *a = buf<T>(acts).row(t, b);
+        if (use_tanh)
+          sru_units<T, true, true>(x, v, bias, c, h, out_b, cs, a, H, j0, j1);
+        else
+          sru_units<T, false, true>(x, v, bias, c, h, out_b, cs, a, H, j0, j1);
+      } else if (use_tanh) {
+        sru_units<T, true, false>(x, v, bias, c, h, out_b, nullptr, nullptr, H, j0, j1);
+      } else {
+        sru_units<T, false, false>(x, v, bias, c, h, out_b, nullptr, nullptr, H, j0, j1);
+      }
+    }
+  });
+  if (!st.train) return {out, hT, cT};
+  return {out, hT, cT, xp, Cs, acts};
+}
+
+template <typename T>
+std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& dfinal, const std::vector<Tensor>& saved,
+                                 const std::vector<Tensor>& params, const int64_t* len, Steps st, bool use_tanh) {
+  const Tensor &xp = saved[0], &Cs = saved[1], &acts = saved[2];
+  const T* v = cptr<T>(params[0]);
+  const int64_t B = dout.size(1), H = dout.size(2);
+  Tensor dxp = at::empty({st.T, B, 4 * H}, dout.options());
+  Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
+  Tensor dv = at::zeros({B, 2 * H}, dout.options());  // per-row sums
+  const int64_t grain = std::max<int64_t>(16, kGrain / std::max<int64_t>(1, st.T));
+  for_grid(B, H, grain, [&](int64_t b, int64_t j0, int64_t j1) {
+    T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H, *dv_b = dv.data_ptr<T>() + b * 2 * H;
+    for (int64_t s = st.T - 1; s >= 0; --s) {
+      const int64_t t = st.time(s);
+      T* d = buf<T>(dxp).row(t, b);
+      if (t >= len[b]) {
+        for (int64_t k = 0; k < 4; ++k) zero_span(d + k * H, j0, j1);
+        continue;
+      }
+      const T *x = buf<T>(xp).row(t, b), *cs = buf<T>(Cs).row(t, b), *a = buf<T>(acts).row(t, b);
+      const T* go = buf<T>(dout).row(t, b);
+      if (use_tanh)
+        sru_units_backward<T, true>(x, cs, a, go, v, dh_b, dc_b, dv_b, d, H, j0, j1);
+      else
+        sru_units_backward<T, false>(x, cs, a, go, v, dh_b, dc_b, dv_b, d, H, j0, j1);
+    }
+  });
+  Tensor db = dxp.view({st.T * B, 4 * H}).slice(1, H, 3 * H).sum(0);
+  return {dxp, dH, dC, dv.sum(0), db};
+}
+
+// ---------------------------------------------------------------------------
+// Entry points.
+// ---------------------------------------------------------------------------
+
+void check(const Tensor& xp, const std::vector<Tensor>& tensors, const Tensor& lengths) {
+  TORCH_CHECK(xp.device().is_cpu() && xp.dim() == 3, "seqlab kernels: xp must be a (T, B, G) CPU tensor");
+  for (const Tensor& x : tensors)
+    TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == xp.scalar_type(),
+                "seqlab kernels: every tensor must be on the CPU with xp's dtype");
+  TORCH_CHECK(lengths.scalar_type() == at::kLong && lengths.numel() == xp.size(1), "seqlab kernels: lengths (B,) int64");
+}
+
+std::vector<Tensor> contiguous(const std::vector<Tensor>& xs) {
+  std::vector<Tensor> out;
+  out.reserve(xs.size());
+  for (const Tensor& x : xs) out.push_back(x.contiguous());
+  return out;
+}
+
+std::vector<Tensor> forward(const std::string& kind, const Tensor& xp_in, const std::vector<Tensor>& state_in,
+                            const std::vector<Tensor>& params_in, const Tensor& lengths_in, bool reverse,
+                            const std::vector<double>& options, bool train) {
+  std::vector<Tensor> state = contiguous(state_in), params = contiguous(params_in);
+  check(xp_in, state, lengths_in);
+  check(xp_in, params, lengths_in);
+  const Tensor xp = xp_in.contiguous(), lengths = lengths_in.contiguous();
+  const int64_t* len = lengths.data_ptr<int64_t>();
+  const Steps st{xp.size(0), reverse, train};
+  pybind11::gil_scoped_release no_gil;
+  std::vector<Tensor> result;
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "seqlab_forward", [&] {
+    if (kind == "peephole")
+      result = peephole_forward<scalar_t>(xp, state, params, len, st);
+    else if (kind == "cifg")
+      result = cifg_forward<scalar_t>(xp, state, params, len, st);
+    else if (kind == "janet")
+      result = janet_forward<scalar_t>(xp, state, params, len, st, static_cast<scalar_t>(options.at(0)));
+    else if (kind == "ln_lstm")
+      result = ln_lstm_forward<scalar_t>(xp, state, params, len, st, static_cast<scalar_t>(options.at(0)),
+                                        static_cast<scalar_t>(options.at(1)));
+    else if (kind == "nested_lstm")
+      result = nested_forward<scalar_t>(xp, state, params, len, st);
+    else if (kind == "sru")
+      result = sru_forward<scalar_t>(xp, state, params, len, st, options.at(0) != 0.0);
+    else
+      TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
+  });
+  return result;
+}
+
+std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, const std::vector<Tensor>& dfinal_in,
+                             const std::vector<Tensor>& saved_in, const std::vector<Tensor>& params_in,
+                             const Tensor& lengths_in, bool reverse, const std::vector<double>& options) {
+  std::vector<Tensor> dfinal = contiguous(dfinal_in), saved = contiguous(saved_in), params = contiguous(params_in);
+  const Tensor dout = dout_in.contiguous(), lengths = lengths_in.contiguous();
+  check(dout, dfinal, lengths);
+  const int64_t* len = lengths.data_ptr<int64_t>();
+  const Steps st{dout.size(0), reverse, true};
+  pybind11::gil_scoped_release no_gil;
+  std::vector<Tensor> result;
+  AT_DISPATCH_FLOATING_TYPES(dout.scalar_type(), "seqlab_backward", [&] {
+    if (kind == "peephole")
+      result = peephole_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+    else if (kind == "cifg")
+      result = cifg_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+    else if (kind == "janet")
+      result = janet_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+    else if (kind == "ln_lstm")
+      result = ln_lstm_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+    else if (kind == "nested_lstm")
+      result = nested_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+    else if (kind == "sru")
+      result = sru_backward<scalar_t>(dout, dfinal, saved, params, len, st, options.at(0) != 0.0);
+    else
+      TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
+  });
+  return result;
+}
+
+bool uses_blas() {
+#ifdef SEQLAB_USE_BLAS
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace seqlab
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "seqlab's fused CPU recurrences (forward and backward through time)";
+  m.def("forward", &seqlab::forward, "run one layer and direction of a cell over the sequence");
+  m.def("backward", &seqlab::backward, "backpropagate through time for one layer and direction");
+  m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
+}

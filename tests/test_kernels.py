@@ -1,0 +1,244 @@
+"""seqlab's compiled CPU kernels against the reference loop; gradcheck; the fallback without them.
+
+The first test to need the kernels builds them (about a minute on 2 cores,
+once per machine; later runs load the cached library).
+"""
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from seqlab.errors import SeqlabError
+from seqlab.nn import CELLS, Recurrent, _kernels
+from seqlab.nn._kernels import build
+
+FUSED = [name for name, cls in CELLS.items() if _kernels.supports(cls)]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _as_tuple(state):
+    return (state,) if isinstance(state, torch.Tensor) else tuple(state)
+
+
+def _pair(name, dtype, num_layers=2, bidirectional=True, input_size=3, **options):
+    """The same weights in a reference-loop layer and a compiled-kernel layer."""
+    torch.manual_seed(0)
+    kw = dict(bidirectional=bidirectional, **options)
+    ref = Recurrent(name, input_size, 4, num_layers, impl="reference", **kw).to(dtype)
+    fused = Recurrent(name, input_size, 4, num_layers, impl="fused", **kw).to(dtype)
+    fused.load_state_dict(ref.state_dict())
+    return ref, fused
+
+
+def _run(layer, x, state0, lengths):
+    """Outputs, final state and every gradient of a weighted loss over all of them."""
+    layer.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    state0 = tuple(s.clone().requires_grad_(True) for s in state0)
+    out, final = layer(x, state0[0] if len(state0) == 1 else state0, lengths=lengths)
+    final = _as_tuple(final)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    loss = (out * weights).sum() + sum((k + 1) * f.sum() for k, f in enumerate(final))
+    loss.backward()
+    grads = [x.grad, *(s.grad for s in state0), *(p.grad for p in layer.parameters())]
+    # An input the outputs do not depend on (SRU's h_0 without lengths) has no gradient in the
+    # reference loop and a zero one from the kernels.
+    leaves = [x, *state0, *layer.parameters()]
+    return [out, *final, *(torch.zeros_like(v) if g is None else g for g, v in zip(grads, leaves))]
+
+
+def _compare(name, dtype, num_layers, bidirectional, lengths, input_size=3, **options):
+    ref, fused = _pair(name, dtype, num_layers, bidirectional, input_size, **options)
+    assert fused.backend == "seqlab" and ref.backend == "reference"
+    T, B = 6, 3
+    x = torch.randn(T, B, input_size, dtype=dtype)
+    state0 = tuple(torch.randn(num_layers * ref.num_directions, B, 4, dtype=dtype) for _ in range(ref.state_size))
+    # Layer norm over 4 units amplifies rounding: there both float32 paths are 1e-4 off float64 (measured).
+    loose = dtype == torch.float32 and name == "ln_lstm"
+    tol = dict(atol=2e-3, rtol=2e-3) if loose else dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else {}
+    expected, got = _run(ref, x, state0, lengths), _run(fused, x, state0, lengths)
+    assert len(expected) == len(got)
+    for k, (a, b) in enumerate(zip(got, expected)):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{name} tensor {k}: {m}")
+    with torch.no_grad():  # the inference path keeps no per-step buffers; same numbers
+        out, final = fused(x, state0[0] if len(state0) == 1 else state0, lengths=lengths)
+    torch.testing.assert_close(out, got[0], **tol)
+    for a, b in zip(_as_tuple(final), got[1 : 1 + ref.state_size]):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_equals_reference_two_layers_bidirectional_with_lengths(name, dtype):
+    _compare(name, dtype, 2, True, torch.tensor([6, 2, 4]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_equals_reference_one_layer(name, dtype):
+    _compare(name, dtype, 1, False, None)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("peephole", dict(peepholes="fo")),
+        ("peephole", dict(peepholes="i")),
+        ("janet", dict(beta=0.3)),
+        ("sru", dict(activation="tanh")),
+        ("lstm", dict(residual=True)),
+    ],
+)
+def test_fused_equals_reference_with_options(name, options):
+    _compare(name, torch.float64, 2, True, torch.tensor([6, 1, 5]), **options)
+
+
+def test_sru_with_plain_highway():
+    """input_size == hidden_size: the highway term is x itself, not a projection."""
+    _compare("sru", torch.float64, 2, False, torch.tensor([3, 6, 1]), input_size=4)
+
+
+def test_auto_uses_the_kernels_where_torch_has_none():
+    assert set(FUSED) == {"lstm", "peephole", "cifg", "janet", "ln_lstm", "nested_lstm", "sru"}
+    for name in CELLS:
+        expected = "torch" if CELLS[name].native else "seqlab" if name in FUSED else "reference"
+        assert Recurrent(name, 3, 4).backend == expected
+    assert Recurrent("lstm", 4, 4, residual=True).backend == "seqlab"
+    assert Recurrent("sru", 3, 4, impl="reference").backend == "reference"
+
+
+def test_batch_first_and_packed_input_take_the_kernels():
+    ref, fused = _pair("nested_lstm", torch.float64, 2, True)
+    x = torch.randn(3, 5, 3, dtype=torch.float64)  # (B, T, I)
+    ref.batch_first = fused.batch_first = True
+    torch.testing.assert_close(fused(x)[0], ref(x)[0])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([2, 5, 3]), batch_first=True,
+                                                     enforce_sorted=False)
+    torch.testing.assert_close(fused(packed)[0].data, ref(packed)[0].data)
+
+
+def _gradcheck(name, num_layers, bidirectional, lengths, fast, **options):
+    torch.manual_seed(0)
+    layer = Recurrent(name, 3, 4, num_layers, bidirectional=bidirectional, impl="fused", **options).double()
+    names, params = zip(*layer.named_parameters())
+    x = torch.randn(5, 3, 3, dtype=torch.double, requires_grad=True)
+    state0 = tuple(
+        torch.randn(num_layers * layer.num_directions, 3, 4, dtype=torch.double, requires_grad=True)
+        for _ in range(layer.state_size)
+    )
+    params = tuple(p.detach().clone().requires_grad_(True) for p in params)
+
+    def run(x, *rest):
+        state, weights = rest[: layer.state_size], rest[layer.state_size :]
+        state = state[0] if layer.state_size == 1 else state
+        out, final = functional_call(layer, dict(zip(names, weights)), (x, state, lengths))
+        return (out, *_as_tuple(final))
+
+    assert torch.autograd.gradcheck(run, (x, *state0, *params), eps=1e-6, atol=1e-5, fast_mode=fast)
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_gradcheck_fused_one_layer(name):
+    _gradcheck(name, 1, False, None, fast=False)
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_gradcheck_fused_two_layers_bidirectional_with_lengths(name):
+    _gradcheck(name, 2, True, torch.tensor([5, 2, 4]), fast=True)
+
+
+# ------------------------------------------------------------------ fallback
+
+
+@pytest.fixture
+def fresh_load():
+    """Forget the cached load() outcome before and after the test."""
+    build.load.cache_clear()
+    yield build.load
+    build.load.cache_clear()
+
+
+def test_disabled_kernels_fall_back_with_one_line_notice(monkeypatch, caplog, fresh_load):
+    monkeypatch.setenv(build.DISABLE_ENV, "1")
+    with caplog.at_level(logging.WARNING, logger="seqlab.kernels"):
+        assert fresh_load() is None
+        layer = Recurrent("sru", 3, 4)
+        assert layer.backend == "reference"
+        out, _ = layer(torch.randn(5, 2, 3))
+    assert out.shape == (5, 2, 4)
+    notices = [r.getMessage() for r in caplog.records if r.name == "seqlab.kernels"]
+    assert notices == [
+        "seqlab: fused kernels unavailable (SEQLAB_NO_KERNELS is set); using the PyTorch reference path"
+    ]
+    with pytest.raises(SeqlabError, match="impl='fused'"):
+        Recurrent("sru", 3, 4, impl="fused")(torch.randn(5, 2, 3))
+
+
+def test_failed_build_falls_back(monkeypatch, caplog, fresh_load):
+    from torch.utils import cpp_extension
+
+    def broken(**kwargs):
+        raise RuntimeError("Error building extension 'seqlab_recurrence'\nc++: fatal error: no input files")
+
+    monkeypatch.setattr(cpp_extension, "load", broken)
+    with caplog.at_level(logging.WARNING, logger="seqlab.kernels"):
+        assert fresh_load() is None
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "seqlab.kernels"]
+    assert "\n" not in message
+    assert message.startswith("seqlab: fused kernels unavailable (RuntimeError: Error building extension")
+    torch.manual_seed(0)
+    layer = Recurrent("janet", 3, 4, bidirectional=True)
+    reference = Recurrent("janet", 3, 4, bidirectional=True, impl="reference")
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(layer(x)[0], reference(x)[0])
+
+
+def test_clean_process_without_kernels_runs_and_prints_one_line():
+    env = {**os.environ, build.DISABLE_ENV: "1"}
+    code = "import torch; from seqlab.nn import Recurrent; print(Recurrent('cifg', 3, 4)(torch.randn(5, 2, 3))[0].shape)"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "torch.Size([5, 2, 4])"
+    assert run.stderr.strip().splitlines() == [
+        "seqlab: fused kernels unavailable (SEQLAB_NO_KERNELS is set); using the PyTorch reference path"
+    ]
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
+    folder = build.cache_dir()
+    assert folder.parent == tmp_path and torch.__version__.replace("+", "_") in folder.name
+
+
+def test_fused_impl_needs_a_cell_with_a_kernel():
+    with pytest.raises(ValueError, match="impl='fused' needs a cell with a seqlab kernel"):
+        Recurrent("gru", 3, 4, impl="fused")
+
+
+# ------------------------------------------------------------------ benchmark
+
+
+def test_benchmark_writes_tables_with_every_cell(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_cells", REPO / "benchmarks" / "cells.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench._bench_shape((3, 2, 4, 5), torch.device("cpu"), repeats=1, warmup=0)
+    rows = {row["model"]: row for row in result["rows"]}
+    assert set(CELLS) <= set(rows) and bench.BASELINE in rows
+    assert rows[bench.BASELINE]["train_ratio"] == 1.0
+    assert rows["sru"]["path"] == "seqlab" and "SRU training vs LSTM" in rows["sru"]["targets"]
+    assert "train_overhead" in rows["gru"] and "train_overhead" not in rows["sru"]
+    record = {"device": "cpu", "date": "d", "commit": None, "command": "c", "torch": "t", "cpu": "x",
+              "threads": 1, "repeats": 1, "warmup": 0, "quick": True, "shapes": [result]}
+    page = bench._render(record)
+    assert all(f"| {name} |" in page for name in CELLS) and "target checks met" in page
+    json.dumps(record)  # the JSON record is serialisable as is
