@@ -534,7 +534,8 @@ def _report_header(title: str, commands: list[str]) -> list[str]:
         "",
         f"Written by `{commands[-1]}` on {now} (git commit {commit}; {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) for the evaluation). "
-        "Every number below comes from that command; the columns marked **paper** are what the paper reports.",
+        "Every number below comes from that command, except what is marked **paper**: that is what the paper "
+        "reports.",
         "",
         "Reproduce:",
         "",
