@@ -580,7 +580,9 @@ def report_act(runs_dir: Path, out_dir: Path) -> list[Path]:
         seqlab train act-parity --config configs/act-parity.yaml --run-dir runs/act-parity
         seqlab train act-addition --config configs/act-addition.yaml --run-dir runs/act-addition
 
-    A single tau can be added later: ``seqlab train act-parity tau=0.005 --run-dir runs/act-parity-tau0.005``.
+    Another tau can be added later; the report picks up every ``-tau<value>`` folder:
+
+        seqlab train act-parity --config configs/act-parity.yaml sweep=null tau=0.005 --run-dir runs/act-parity-tau0.005
     """
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     runs = _require(runs_dir)
