@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from .errors import SeqlabError
 from .nn.init import clip_gradients
 
@@ -155,7 +155,7 @@ class Trainer:
     def resume(self) -> bool:
         """Load ``run_dir/last`` if there is one; True when a run was resumed."""
         last = self.run_dir / "last"
-        if not (last / "meta.json").is_file():
+        if not checkpoint_exists(last):
             return False
         tensors, meta, trainer = load_checkpoint(last, with_trainer=True)
         if meta.get("task") != self.task.meta().get("task") or trainer is None:
