@@ -178,8 +178,17 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
     from .tasks import g2p
 
-    meta = g2p.save_ensemble(args.checkpoints, args.output, dtype=torch.float16 if args.float16 else torch.float32)
-    print(f"wrote an ensemble of {len(meta['members'])} models to {args.output} ({meta['dtype']})")
+    dtype = torch.float16 if args.float16 else torch.float32
+    weight = 0.5 if args.rescore_weight is None else args.rescore_weight
+    meta = g2p.save_ensemble(args.checkpoints, args.output, dtype=dtype, rescore_weight=weight)
+    backward = sum(bool(m["config"].get("reverse_target")) for m in meta["members"])
+    if backward and args.rescore_weight is None:
+        tuning = g2p.tune_rescore_weight(g2p.G2PModel.from_checkpoint(args.output), beam=args.tune_beam)
+        meta = g2p.save_ensemble(
+            args.checkpoints, args.output, dtype=dtype, rescore_weight=tuning["weight"], tuning=tuning
+        )
+    print(f"wrote an ensemble of {len(meta['members'])} models to {args.output} ({meta['dtype']})"
+          + (f"; {backward} right-to-left rescoring with weight {meta['rescore_weight']:g}" if backward else ""))
     return 0
 
 
@@ -317,20 +326,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, help="word list, one word per line (UTF-8)")
     predict.add_argument("--output", required=True, help="where to write word<TAB>phone phone ...")
     predict.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
-    predict.add_argument("--beam", type=_positive_int, default=1, help="beam size (default: 1, greedy)")
+    predict.add_argument("--beam", type=_positive_int, default=5, help="beam size (default: 5; 1 is greedy)")
     predict.set_defaults(func=_cmd_predict)
 
     ensemble = sub.add_parser(
         "ensemble",
         help="combine trained models into one ensemble checkpoint",
         description="Combine checkpoints trained on the same data into one checkpoint folder that decodes "
-        "with the average of the members' probabilities at every step. eval, predict, g2p and serve "
-        "load it like a single model.",
+        "with the average of the members' probabilities at every step. Members trained with "
+        "reverse_target=true (right to left) instead rescore the n-best lists of beam search. eval, "
+        "predict, g2p and serve load it like a single model.",
     )
     ensemble.add_argument("task", choices=list(TASKS))
     ensemble.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="two or more checkpoint folders")
     ensemble.add_argument("--output", required=True, help="the ensemble's checkpoint folder")
     ensemble.add_argument("--float16", action="store_true", help="store weights in float16 (half the size)")
+    ensemble.add_argument("--rescore-weight", type=float, metavar="W",
+                          help="weight of right-to-left members (reverse_target=true) when they rescore the "
+                          "n-best lists of beam search (default: the weight in 0, 0.1, ..., 1 with the "
+                          "lowest dev WER)")
+    ensemble.add_argument("--tune-beam", type=_positive_int, default=5,
+                          help="beam size for tuning the rescoring weight (default: 5)")
     ensemble.set_defaults(func=_cmd_ensemble)
 
     serve = sub.add_parser(

