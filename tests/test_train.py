@@ -28,6 +28,15 @@ def test_resume_continues_to_identical_weights(tiny_task, tmp_path):
     assert len(rows) == 4  # header + one row per epoch, none repeated
 
 
+def test_resume_drops_log_rows_written_after_the_last_checkpoint(tiny_task, tmp_path):
+    _run(tiny_task(epochs=1), tmp_path / "run")
+    log = tmp_path / "run" / "log.csv"
+    header, row = log.read_text().splitlines()
+    log.write_text(f"{header}\n{row}\n2{row[1:]}\n")  # killed after logging epoch 2, before its checkpoint
+    _run(tiny_task(epochs=3), tmp_path / "run")
+    assert _logged(tmp_path / "run", "epoch") == [1, 2, 3]
+
+
 def test_run_folder_layout(tiny_task, tmp_path):
     _, result = _run(tiny_task(epochs=2), tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "best" / "meta.json").read_text())

@@ -154,8 +154,8 @@ def _cmd_g2p(args: argparse.Namespace) -> int:
     from .plot import attention_heatmaps
     from .tasks import g2p
 
+    parts = [g2p.normalize_word(w) for w in args.words]  # bad words fail before the model loads
     model = g2p.load_pretrained(args.checkpoint)
-    parts = [g2p.normalize_word(w) for w in args.words]
     flat_words = [p for ps in parts for p in ps]
     flat = model.pronounce(flat_words, beam=args.beam)  # one decode for the printout and the plot
     k = 0

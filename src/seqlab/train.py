@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +254,7 @@ class Trainer:
             log(f"resumed {self.run_dir} after epoch {self.epoch}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / "log.csv"
+        _trim_csv(log_path, self.epoch)
         stopped = "epochs"
         eval_seconds = 0.0
         while self.epoch < cfg.epochs:
@@ -295,10 +297,12 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             row = {"epoch": self.epoch, "train_loss": round(train_loss, 5), **metrics, "lr": lr,
                    "seconds": round(self.seconds, 1), "skipped_steps": self.skipped}
+            # The row goes first: a run killed before its checkpoint is saved repeats this epoch on
+            # resume, and the resume drops the rows after the checkpoint's epoch (_trim_csv).
+            _append_csv(log_path, row)
             if improved:
                 self._save("best", metrics, with_trainer=False)
             self._save("last", metrics, with_trainer=True)
-            _append_csv(log_path, row)
             shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
             log(f"epoch {self.epoch}: train loss {train_loss:.4f}  {shown}  lr {lr:.2g}"
                 f"{'  (best)' if improved else ''}  [{self.seconds / 60:.1f} min]")
@@ -306,6 +310,20 @@ class Trainer:
                 stopped = "time budget (last epoch cut short)"
                 break
         return TrainResult(self.run_dir, self.best or {}, self.epoch, self.seconds, stopped)
+
+
+def _trim_csv(path: Path, epoch: int) -> None:
+    """Drop the log rows of epochs after ``epoch`` (written by a run killed before its checkpoint)."""
+    if not path.exists():
+        return
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= epoch]
+    if len(keep) < len(rows):
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(keep)
+        os.replace(tmp, path)
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:

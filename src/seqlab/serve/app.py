@@ -47,7 +47,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data import pad_sequences
 from ..errors import SeqlabError
 from ..tasks.g2p import MAX_WORD_LENGTH, G2PModel, load_pretrained, normalize_word
 
@@ -115,7 +114,8 @@ def pronounce_with_attention(
     """Phones, score and attention weights of normalised words (no hyphens: one part each).
 
     The phones come from :meth:`G2PModel.pronounce`.  Score and attention
-    come from one teacher-forced pass over the decoded phones, batched:
+    come from one teacher-forced pass over the decoded phones, batched
+    (:meth:`G2PModel.score`):
 
         score = Σ_t log p(y_t | y_<t, x),  t = 1 .. |y| + 1 (the last is </s>)
 
@@ -124,25 +124,10 @@ def pronounce_with_attention(
     per word; ``attention`` is None for a model without attention.
     """
     phones = model.pronounce(words, beam=beam, batch_size=batch_size)
-    out: list[dict[str, Any]] = [{} for _ in words]
-    order = sorted(range(len(words)), key=lambda i: len(words[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        src, src_len = pad_sequences([model.letters.encode(list(words[i])) for i in chunk], model.letters.pad)
-        tgt, tgt_len = pad_sequences(
-            [model.phones.encode(phones[i], add_bos=True, add_eos=True) for i in chunk], model.phones.pad
-        )  # (B, T + 1): <s> y_1 .. y_n </s>
-        outputs, weights = model.model(src, src_len, tgt[:, :-1])  # (B, T, V), (B, T, S) or None
-        log_probs = torch.log_softmax(outputs.float(), dim=-1)  # an ensemble's outputs are log-probs already
-        gold = log_probs.gather(2, tgt[:, 1:].unsqueeze(2)).squeeze(2)  # (B, T)
-        real = torch.arange(gold.shape[1]).unsqueeze(0) < (tgt_len - 1).unsqueeze(1)  # (B, T)
-        scores = gold.masked_fill(~real, 0.0).sum(dim=1)  # (B,)
-        for row, i in enumerate(chunk):
-            rows, cols = len(phones[i]) + 1, len(words[i])
-            attention = None
-            if weights is not None:
-                attention = [[round(float(w), 4) for w in line] for line in weights[row, :rows, :cols].tolist()]
-            out[i] = {"letters": words[i], "phones": phones[i], "score": float(scores[row]), "attention": attention}
+    out = []
+    for word, ph, (score, weights) in zip(words, phones, model.score(words, phones, batch_size=batch_size)):
+        attention = None if weights is None else [[round(float(w), 4) for w in line] for line in weights.tolist()]
+        out.append({"letters": word, "phones": ph, "score": score, "attention": attention})
     return out
 
 

@@ -216,16 +216,43 @@ class G2PModel:
         return self.pronounce_parts([normalize_word(w) for w in raw_words], beam=beam)
 
     @torch.no_grad()
+    def score(
+        self, words: list[str], phones: list[list[str]], *, batch_size: int = 256
+    ) -> list[tuple[float, torch.Tensor | None]]:
+        """Teacher-forced score and attention of given pronunciations of (normalised) words.
+
+        Per word ``(log P(phones + </s> | word), weights (len(phones) + 1, len(word)))``
+        under the decoding model (the left-to-right members of an ensemble;
+        a right-to-left model reads the phones reversed, its weight rows are
+        returned in reading order).  The score equals the one beam search
+        gives the hypothesis before length normalisation.  Weights are None
+        for a model without attention.
+        """
+        out: list[tuple[float, torch.Tensor | None]] = [(0.0, None)] * len(words)
+        order = sorted(range(len(words)), key=lambda i: len(words[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            src, src_len = self._encode([words[i] for i in chunk])
+            seqs = [self.phones.encode(phones[i][::-1] if self.reverse else phones[i], add_bos=True, add_eos=True)
+                    for i in chunk]  # <s> y_1 .. y_n </s>
+            tgt, tgt_len = pad_sequences(seqs, self.phones.pad)
+            outputs, weights = self.model(src, src_len, tgt[:, :-1])  # (B, T, V), (B, T, S) or None
+            log_probs = torch.log_softmax(outputs.float(), dim=-1)  # an ensemble's outputs are log-probs already
+            gold = log_probs.gather(2, tgt[:, 1:].unsqueeze(2)).squeeze(2)  # (B, T)
+            real = torch.arange(gold.shape[1]).unsqueeze(0) < (tgt_len - 1).unsqueeze(1)
+            scores = gold.masked_fill(~real, 0.0).sum(dim=1)
+            for row, i in enumerate(chunk):
+                attention = None
+                if weights is not None:
+                    attention = weights[row, : len(phones[i]) + 1, : len(words[i])]
+                    if self.reverse:  # rows back in reading order; </s> stays last
+                        attention = torch.cat([attention[:-1].flip(0), attention[-1:]])
+                out[i] = (float(scores[row]), attention)
+        return out
+
     def attention(self, word: str, phones: list[str]) -> torch.Tensor | None:
         """Attention weights ``(len(phones) + 1, len(word))`` of the model reading ``phones`` (+ EOS)."""
-        src, src_len = self._encode([word])
-        tgt = torch.tensor([self.phones.encode(phones[::-1] if self.reverse else phones, add_bos=True)])
-        _, weights = self.model(src, src_len, tgt)
-        if weights is None:
-            return None
-        if self.reverse:  # rows back in reading order; EOS stays last
-            return torch.cat([weights[0, :-1].flip(0), weights[0, -1:]])
-        return weights[0]
+        return self.score([word], [phones])[0][1]
 
 
 def _combine(models: list[Seq2Seq]) -> Seq2Seq | Ensemble:
