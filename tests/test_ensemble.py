@@ -78,6 +78,25 @@ def test_saved_float16_ensemble_loads_and_pronounces(tiny_task, tmp_path):
     assert loaded.attention("abc", expected[0]).sum(-1).allclose(torch.ones(len(expected[0]) + 1))
 
 
+def test_int8_ensemble_pronounces_like_its_dequantised_members(tiny_task, tmp_path):
+    from seqlab.compress import dequantize_state, quantize_state
+
+    task = tiny_task(epochs=2)
+    folders = [_train(task, tmp_path / f"run{k}", k) for k in range(2)]
+    meta = save_ensemble(folders, tmp_path / "ens8", dtype=torch.int8)
+    assert meta["dtype"] == "int8"
+    loaded = G2PModel.from_checkpoint(tmp_path / "ens8")
+    members = [G2PModel.from_checkpoint(f) for f in folders]
+    rebuilt = Ensemble([m.model for m in members]).eval()
+    rebuilt.load_state_dict(dequantize_state(quantize_state(rebuilt.state_dict())))
+    words = ["abc", "hgfe", "dd"]
+    expected = G2PModel(rebuilt, members[0].letters, members[0].phones).pronounce(words, beam=2)
+    assert loaded.pronounce(words, beam=2) == expected
+    size = sum(p.stat().st_size for p in (tmp_path / "ens8").iterdir())
+    full = sum(p.stat().st_size for p in folders[0].iterdir())
+    assert size < full  # two int8 members take less room than one float32 model
+
+
 def test_an_ensemble_needs_two_checkpoints_with_one_vocabulary(tiny_task, tmp_path):
     task = tiny_task(epochs=1)
     folder = _train(task, tmp_path / "run", 0)

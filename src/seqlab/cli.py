@@ -178,7 +178,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
     from .tasks import g2p
 
-    dtype = torch.float16 if args.float16 else torch.float32
+    dtype = torch.int8 if args.int8 else torch.float16 if args.float16 else torch.float32
     weight = 0.5 if args.rescore_weight is None else args.rescore_weight
     meta = g2p.save_ensemble(args.checkpoints, args.output, dtype=dtype, rescore_weight=weight)
     backward = sum(bool(m["config"].get("reverse_target")) for m in meta["members"])
@@ -340,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("task", choices=list(TASKS))
     ensemble.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="two or more checkpoint folders")
     ensemble.add_argument("--output", required=True, help="the ensemble's checkpoint folder")
-    ensemble.add_argument("--float16", action="store_true", help="store weights in float16 (half the size)")
+    precision = ensemble.add_mutually_exclusive_group()
+    precision.add_argument("--float16", action="store_true", help="store weights in float16 (half the size)")
+    precision.add_argument("--int8", action="store_true",
+                           help="store weight matrices in int8 with a scale per row (a quarter of the size); "
+                           "the model still computes in float32")
     ensemble.add_argument("--rescore-weight", type=float, metavar="W",
                           help="weight of right-to-left members (reverse_target=true) when they rescore the "
                           "n-best lists of beam search (default: the weight in 0, 0.1, ..., 1 with the "

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..compress import dequantize_state, quantize_state
 from ..config import config_from_dict
 from ..data import Vocab, bucket_batches, load_g2p, pad_sequences
 from ..errors import SeqlabError
@@ -142,6 +143,8 @@ class G2PModel:
                 model.load_state_dict(tensors)
                 return cls(model, letters, phones, meta)
             members = [build(member["config"]) for member in meta["members"]]
+            if meta.get("dtype") == "int8":
+                tensors = dequantize_state(tensors)
             Ensemble(members).load_state_dict(tensors)  # float16 tensors of a compact ensemble are cast back here
         except (KeyError, RuntimeError, ValueError) as err:
             raise SeqlabError(f"checkpoint {folder} does not match its config: {str(err).splitlines()[0]}") from None
@@ -351,8 +354,9 @@ def save_ensemble(
     """Combine trained G2P checkpoints into one ensemble checkpoint folder; returns its meta.
 
     Members must share the vocabularies (they do when trained on the same
-    split).  ``dtype=torch.float16`` halves the file; weights are cast back to
-    float32 when loaded.  Right-to-left members (``reverse_target``) do not
+    split).  ``dtype=torch.float16`` halves the file, ``torch.int8`` stores
+    matrices as int8 with a scale per row (:mod:`seqlab.compress.quant`,
+    about a quarter of float32); weights are cast back to float32 when loaded.  Right-to-left members (``reverse_target``) do not
     join the step-wise average: they rescore beam search's n-best lists with
     weight ``rescore_weight`` (:mod:`seqlab.seq2seq.rerank`); ``tuning`` (the
     output of :func:`tune_rescore_weight`) is kept in the metadata.
@@ -372,7 +376,8 @@ def save_ensemble(
         elif (model.letters.to_dict(), model.phones.to_dict()) != (vocab[0].to_dict(), vocab[1].to_dict()):
             raise SeqlabError(f"{folder} has other vocabularies than {checkpoints[0]}; members must share them")
         for name, value in model.model.state_dict().items():
-            tensors[f"members.{k}.{name}"] = value.to(dtype) if value.is_floating_point() else value
+            cast = dtype if dtype != torch.int8 else value.dtype  # int8: quantised below, all at once
+            tensors[f"members.{k}.{name}"] = value.to(cast) if value.is_floating_point() else value
         info = {key: model.meta[key] for key in ("config", "epoch", "metrics", "train_seconds") if key in model.meta}
         members.append({**info, "source": str(folder)})
     meta = {
@@ -387,6 +392,8 @@ def save_ensemble(
         meta["rescore_weight"] = rescore_weight
         if tuning:
             meta["rescore_tuning"] = tuning
+    if dtype == torch.int8:
+        tensors = quantize_state(tensors)
     save_checkpoint(output, tensors, meta)
     return meta
 
