@@ -16,9 +16,10 @@ What is measured, per shape, in this one process:
   (``Recurrent.backend``: torch's kernel for lstm/gru/rnn_*, seqlab's
   compiled kernel for the others), plus ``torch.nn.LSTM``, ``GRU`` and
   ``RNN`` themselves as baselines;
-- models are timed round-robin (one call of each per round) so that load
-  changes on a shared machine hit all of them alike; the first rounds are
-  warm-up and dropped; each number is the median over the rounds;
+- models are timed round-robin, one call of each per round in a freshly
+  shuffled order, so that load changes on a shared machine and the position
+  in a round hit all of them alike; the first rounds are warm-up and
+  dropped; each number is the median over the rounds;
 - ratios divide by ``torch.nn.LSTM`` at the same shape in the same run
   (lower is faster); lstm/gru/rnn_* are also compared with their own torch
   module (the overhead of going through ``Recurrent``);
@@ -37,6 +38,7 @@ import argparse
 import datetime
 import json
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -111,19 +113,23 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
 
     times: dict[str, dict[str, list[float]]] = {name: {"infer": [], "train": []} for name in models}
     gemm: list[float] = []
+    order = random.Random(0)
     for round_ in range(warmup + repeats):
         keep = round_ >= warmup
         t = timed(lambda: torch.mm(a, w))
         if keep:
             gemm.append(t)
-        for name, model in models.items():
-            t = timed(lambda: infer(model))
+        names = list(models)
+        order.shuffle(names)
+        for name in names:
+            t = timed(lambda: infer(models[name]))
             if keep:
                 times[name]["infer"].append(t)
-        for name, model in models.items():
-            model.zero_grad(set_to_none=True)
+        order.shuffle(names)
+        for name in names:
+            models[name].zero_grad(set_to_none=True)
             x.grad = None
-            t = timed(lambda: train(model))
+            t = timed(lambda: train(models[name]))
             if keep:
                 times[name]["train"].append(t)
 

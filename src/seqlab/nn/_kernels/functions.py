@@ -1,18 +1,18 @@
 """Autograd glue between the cells and the compiled recurrences.
 
-A fused run of one layer and direction is two pieces:
+A fused run of one layer and direction is one custom autograd Function,
+:class:`_Recurrence`, around the compiled code (``recurrence.cpp``):
 
-1. ``cell.project(x)`` on the whole ``(T, B, I)`` sequence, through ordinary
-   autograd: one GEMM forward, and backward the two GEMMs ``dW = dxpᵀ x``
-   and ``dx = dxp W`` over all steps at once;
-2. :class:`_Recurrence`, a custom autograd Function around the compiled
-   time loop (``recurrence.cpp``), which returns ``dxp``, the gradient of
-   the initial state and of the recurrent parameters from its hand-written
-   backward through time.
+1. the input projection ``xp = x Wᵀ + b`` of the whole ``(T, B, I)``
+   sequence in one GEMM (what ``cell.project`` computes);
+2. the time loop: one recurrent GEMM and one fused pointwise pass per step;
+3. backward through time by hand, then ``dx = dxp W``, ``dW = dxpᵀ x`` and
+   the recurrent weight gradients as one GEMM each over all steps.
 
-Each supported cell class maps to a kernel name, the recurrent parameters
-the kernel takes and its scalar options (``_SPECS``).  The mapping is by
-exact class: a subclass may change the math, so it runs the reference loop.
+Each supported cell class maps to a kernel name, its input projection, the
+recurrent parameters the kernel takes and its scalar options (``_SPECS``).
+The mapping is by exact class: a subclass may change the math, so it runs
+the reference loop.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from ..cells import (
 
 __all__ = ["supports", "run_cell"]
 
-Spec = tuple[str, list[Tensor], list[float]]
+# (kernel name, input projection [W] or [W, b], recurrent parameters, scalar options)
+Spec = tuple[str, list[Tensor], list[Tensor], list[float]]
 
 
 def _peephole(cell: PeepholeLSTMCell) -> Spec:
@@ -45,33 +46,39 @@ def _peephole(cell: PeepholeLSTMCell) -> Spec:
     if cell.peepholes != "ifo":
         rows = torch.tensor(["ifo".index(g) for g in cell.peepholes], device=weights.device)
         weights = weights.new_zeros(3, cell.hidden_size).index_copy(0, rows, weights)  # (3, H)
-    return "peephole", [cell.weight_hh, weights], []
+    return "peephole", [cell.weight_ih, cell.bias], [cell.weight_hh, weights], []
 
 
 def _lstm(cell: LSTMCell) -> Spec:
-    # The plain LSTM is the peephole kernel with p = 0 (its biases are in project()).
+    # The plain LSTM is the peephole kernel with p = 0.
     zeros = cell.weight_hh.new_zeros(3, cell.hidden_size)
-    return "peephole", [cell.weight_hh, zeros], []
+    return "peephole", [cell.weight_ih, cell.bias_ih + cell.bias_hh], [cell.weight_hh, zeros], []
 
 
 def _ln_lstm(cell: LayerNormLSTMCell) -> Spec:
-    params = [cell.weight_hh, cell.norm_hh.weight, cell.norm_c.weight, cell.norm_c.bias]
-    return "ln_lstm", params, [cell.norm_hh.eps, cell.norm_c.eps]
+    # project() is LN(W x) + b; the kernel applies that LayerNorm and bias itself, row by row.
+    norms = (cell.norm_ih, cell.norm_hh, cell.norm_c)
+    params = [cell.weight_hh, cell.norm_ih.weight, cell.bias, cell.norm_hh.weight, cell.norm_c.weight, cell.norm_c.bias]
+    return "ln_lstm", [cell.weight_ih], params, [norm.eps for norm in norms]
 
 
 def _nested(cell: NestedLSTMCell) -> Spec:
-    return "nested_lstm", [cell.weight_hh, cell.inner_weight_ih, cell.inner_weight_hh, cell.inner_bias], []
+    params = [cell.weight_hh, cell.inner_weight_ih, cell.inner_weight_hh, cell.inner_bias]
+    return "nested_lstm", [cell.weight_ih, cell.bias], params, []
 
 
 def _sru(cell: SRUCell) -> Spec:
-    return "sru", [cell.weight_c, cell.bias], [1.0 if cell.activation == "tanh" else 0.0]
+    # With input_size == hidden_size project() appends x itself as the highway
+    # term; the kernel reads it from x instead of a concatenated copy.
+    options = [1.0 if cell.activation == "tanh" else 0.0, 0.0 if cell.projected_highway else 1.0]
+    return "sru", [cell.weight_ih], [cell.weight_c, cell.bias], options
 
 
-_SPECS: dict[type[RecurrentCell], Callable[..., Spec]] = {
+_SPECS: dict[type[RecurrentCell], Callable[[RecurrentCell], Spec]] = {
     LSTMCell: _lstm,
     PeepholeLSTMCell: _peephole,
-    CIFGCell: lambda cell: ("cifg", [cell.weight_hh], []),
-    JANETCell: lambda cell: ("janet", [cell.weight_hh], [cell.beta]),
+    CIFGCell: lambda cell: ("cifg", [cell.weight_ih, cell.bias], [cell.weight_hh], []),
+    JANETCell: lambda cell: ("janet", [cell.weight_ih, cell.bias], [cell.weight_hh], [cell.beta]),
     LayerNormLSTMCell: _ln_lstm,
     NestedLSTMCell: _nested,
     SRUCell: _sru,
@@ -84,24 +91,26 @@ def supports(cell: RecurrentCell | type[RecurrentCell]) -> bool:
 
 
 class _Recurrence(torch.autograd.Function):
-    """``(xp, state_0, params) -> (output (T, B, H), *state_T)`` through the compiled loop."""
+    """``(x, projection, state_0, params) -> (output (T, B, H), *state_T)`` through the compiled loop."""
 
     @staticmethod
-    def forward(ctx, kernels, kind, options, reverse, num_states, lengths, xp, *rest):
-        state, params = list(rest[:num_states]), list(rest[num_states:])
-        result = kernels.forward(kind, xp, state, params, lengths, reverse, options, True)
-        ctx.meta = (kernels, kind, options, reverse, num_states, len(params))
-        ctx.save_for_backward(lengths, *params, *result[1 + num_states :])
+    def forward(ctx, kernels, kind, options, reverse, num_proj, num_states, lengths, x, *rest):
+        proj = list(rest[:num_proj])
+        state, params = list(rest[num_proj : num_proj + num_states]), list(rest[num_proj + num_states :])
+        result = kernels.forward(kind, x, proj, state, params, lengths, reverse, options, True)
+        ctx.meta = (kernels, kind, options, reverse, num_proj, num_states, len(params))
+        ctx.save_for_backward(lengths, x, *proj, *params, *result[1 + num_states :])
         return tuple(result[: 1 + num_states])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output, *grad_state):
-        kernels, kind, options, reverse, num_states, num_params = ctx.meta
-        lengths, *rest = ctx.saved_tensors
-        params, saved = rest[:num_params], rest[num_params:]
-        grads = kernels.backward(kind, grad_output, list(grad_state), saved, params, lengths, reverse, options)
-        return (None,) * 6 + tuple(grads)
+        kernels, kind, options, reverse, num_proj, num_states, num_params = ctx.meta
+        lengths, x, *rest = ctx.saved_tensors
+        proj, params = rest[:num_proj], rest[num_proj : num_proj + num_params]
+        saved = rest[num_proj + num_params :]
+        grads = kernels.backward(kind, grad_output, list(grad_state), saved, x, proj, params, lengths, reverse, options)
+        return (None,) * 7 + tuple(grads)
 
 
 def run_cell(
@@ -115,14 +124,14 @@ def run_cell(
     """One layer and direction: ``x (T, B, I)``, ``state`` of ``(B, H)``, ``lengths (B,)`` int64 on the CPU.
 
     Same contract as ``Recurrent._run_direction``: returns ``(T, B, H)``
-    outputs (0 past each sequence's length) and the final state.
+    outputs (0 past each sequence's length) and the final state.  The cell's
+    input projection is computed by the kernel (its math is ``cell.project``).
     """
-    kind, params, options = _SPECS[type(cell)](cell)
-    xp = cell.project(x)  # (T, B, G): every input GEMM of the sequence at once
+    kind, proj, params, options = _SPECS[type(cell)](cell)
     n = len(state)
-    tensors = (xp, *state, *params)
+    tensors = (x, *proj, *state, *params)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        result = _Recurrence.apply(kernels, kind, options, reverse, n, lengths, *tensors)
+        result = _Recurrence.apply(kernels, kind, options, reverse, len(proj), n, lengths, *tensors)
     else:
-        result = kernels.forward(kind, xp, list(state), params, lengths, reverse, options, False)
+        result = kernels.forward(kind, x, proj, list(state), params, lengths, reverse, options, False)
     return result[0], tuple(result[1 : 1 + n])

@@ -4,8 +4,8 @@
 // Blunsom 2016, "Optimizing Performance of Recurrent Neural Networks on
 // GPUs", sec. 3, applied to the CPU):
 //
-//   * the caller runs cell.project(x) on the whole sequence, one GEMM, and
-//     hands the kernel xp (T, B, G);
+//   * the input projection xp = x W^T + b of all T steps is one GEMM
+//     (backward: dx = dxp W and dW = dxp^T x, one GEMM each);
 //   * forward: per step one recurrent GEMM into a scratch buffer, then one
 //     pointwise loop that does all gate math and writes the new state;
 //   * backward through time: per step one pointwise loop for the gate
@@ -28,7 +28,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -60,6 +63,14 @@ namespace seqlab {
 
 using at::Tensor;
 
+// The activations must be inlined into the pointwise loops to vectorize; GCC
+// stops inlining in large functions unless told.
+#if defined(__GNUC__)
+#define SEQLAB_INLINE inline __attribute__((always_inline))
+#else
+#define SEQLAB_INLINE inline
+#endif
+
 // ---------------------------------------------------------------------------
 // Activations.  float: branch-free so that the pointwise loops vectorize
 // (libm's expf is a call the compiler cannot vectorize); double: libm, for
@@ -71,8 +82,8 @@ struct Act;
 
 template <>
 struct Act<double> {
-  static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-  static inline double tanh(double x) { return std::tanh(x); }
+  static SEQLAB_INLINE double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static SEQLAB_INLINE double tanh(double x) { return std::tanh(x); }
 };
 
 template <>
@@ -81,9 +92,11 @@ struct Act<float> {
   // r = x - n ln 2 in [-ln2/2, ln2/2].  ln 2 is split in two (Cody & Waite
   // 1980) so that r keeps its low bits; p is the Taylor series to r^7, whose
   // truncation error (< 6e-9) is below float resolution.  Returns 2^n.
-  static inline float scale_expm1(float x, float& p) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+  // x is clamped to [-80, 80]: no subnormal numbers (slow on x86) appear, and
+  // the activations change by less than 2e-35.
+  static SEQLAB_INLINE float scale_expm1(float x, float& p) {
+    x = x < -80.0f ? -80.0f : x;
+    x = x > 80.0f ? 80.0f : x;
     float n = std::floor(x * 1.44269504088896341f + 0.5f);
     const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
     p = r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
@@ -93,13 +106,13 @@ struct Act<float> {
     std::memcpy(&scale, &bits, sizeof scale);
     return scale;
   }
-  static inline float sigmoid(float x) {
+  static SEQLAB_INLINE float sigmoid(float x) {
     float p;
     const float s = scale_expm1(-x, p);
     return 1.0f / (1.0f + (s + s * p));
   }
   // tanh|x| = -m / (2 + m) with m = expm1(-2|x|): accurate near 0 as well.
-  static inline float tanh(float x) {
+  static SEQLAB_INLINE float tanh(float x) {
     float p;
     const float s = scale_expm1(-2.0f * std::fabs(x), p);
     const float m = (s - 1.0f) + s * p;
@@ -107,6 +120,76 @@ struct Act<float> {
     return x < 0.0f ? -t : t;
   }
 };
+
+// ---------------------------------------------------------------------------
+// Buffers.  A training step allocates tens of MB (projections, gate
+// activations, gradients) and frees them in the backward pass; fresh pages
+// from the OS cost a page fault each (about 0.5 ms per MB measured on a VM),
+// which rivals the arithmetic.  Like torch's CUDA caching allocator, the pool
+// keeps freed blocks and hands them out again for the same size class.
+// ---------------------------------------------------------------------------
+
+class Pool {
+ public:
+  static Pool& get() {
+    static Pool* pool = new Pool();  // never destroyed: tensors may outlive static destructors
+    return *pool;
+  }
+
+  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    int64_t numel = 1;
+    for (int64_t n : sizes) numel *= n;
+    const size_t bytes = size_class(static_cast<size_t>(numel) * options.dtype().itemsize());
+    void* p = take(bytes);
+    return at::from_blob(p, sizes, [bytes](void* q) { Pool::get().give(q, bytes); }, options);
+  }
+
+ private:
+  // Sizes round up to 1/8 of their power of two (at least 4 KiB), so that
+  // sequences of slightly different lengths share blocks.
+  static size_t size_class(size_t bytes) {
+    size_t step = 4096;
+    while (step * 16 <= bytes) step *= 2;
+    return std::max<size_t>(step, (bytes + step - 1) / step * step);
+  }
+
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        idle_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, bytes);
+    TORCH_CHECK(p != nullptr, "seqlab kernels: out of memory allocating ", bytes, " bytes");
+    return p;
+  }
+
+  void give(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (idle_ + bytes <= kMaxIdle) {
+        free_.emplace(bytes, p);
+        idle_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  static constexpr size_t kMaxIdle = size_t(512) << 20;  // idle blocks kept, at most
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;
+  size_t idle_ = 0;
+};
+
+inline Tensor fresh(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return Pool::get().empty(sizes, options);
+}
 
 // ---------------------------------------------------------------------------
 // GEMM on row-major buffers: BLAS directly when available (no dispatcher or
@@ -189,7 +272,7 @@ class StepGemm<float> {
     const int M = n, N = m, K = k, ld = transposed ? k : n;
     const float one = 1;
     const size_t bytes = sgemm_pack_get_size_(&id, &M, &N, &K);
-    packed_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, at::kFloat);
+    packed_ = fresh({static_cast<int64_t>(bytes / sizeof(float)) + 16}, at::kFloat);
     sgemm_pack_(&id, &trans, &M, &N, &K, &one, w, &ld, packed_.data_ptr<float>());
   }
   void operator()(const float* a, float beta, float* c) const {
@@ -203,6 +286,13 @@ class StepGemm<float> {
   int64_t m_, n_, k_;
 };
 #endif
+
+// a (m, k) b (k, n) into a pooled buffer.
+inline Tensor mm_fresh(const Tensor& a, const Tensor& b) {
+  Tensor out = fresh({a.size(0), b.size(1)}, a.options());
+  at::mm_out(out, a, b);
+  return out;
+}
 
 // ---------------------------------------------------------------------------
 // Loops.
@@ -275,7 +365,7 @@ const T* cptr(const Tensor& x) {
 
 // State buffers: one (slots, B, H) tensor per state component, slot(0) holding the initial state.
 inline Tensor state_buffer(const Tensor& init, const Steps& st) {
-  Tensor s = at::empty({st.slots(), init.size(0), init.size(1)}, init.options());
+  Tensor s = fresh({st.slots(), init.size(0), init.size(1)}, init.options());
   if (st.T > 0) s[st.slot(0)].copy_(init);
   return s;
 }
@@ -300,11 +390,11 @@ std::vector<Tensor> peephole_forward(const Tensor& xp, const std::vector<Tensor>
   using A = Act<T>;
   const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
   const Tensor &U = params[0], &P = params[1];
-  Tensor out = at::empty({st.T, B, H}, xp.options());
-  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options());
+  Tensor out = fresh({st.T, B, H}, xp.options());
+  Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
-  Tensor acts = at::empty({st.acts(), B, 5 * H}, xp.options());
-  Tensor R = at::empty({B, G}, xp.options());
+  Tensor acts = fresh({st.acts(), B, 5 * H}, xp.options());
+  Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   const T *p_i = cptr<T>(P), *p_f = p_i + H, *p_o = p_i + 2 * H;
   for (int64_t s = 0; s < st.T; ++s) {
@@ -351,10 +441,10 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
   const Tensor &Hs = saved[0], &Cs = saved[1], &acts = saved[2];
   const Tensor &U = params[0], &P = params[1];
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
-  Tensor dA = at::empty({st.T, B, G}, dout.options());
+  Tensor dA = fresh({st.T, B, G}, dout.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();  // (B, H): d/d state leaving the current step
-  Tensor dP = at::zeros({B, 3 * H}, dout.options());       // per-row sums, reduced over B at the end
+  Tensor dP = fresh({B, 3 * H}, dout.options()).zero_();       // per-row sums, reduced over B at the end
   const T *p_i = cptr<T>(P), *p_f = p_i + H, *p_o = p_i + 2 * H;
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t t = st.time(s);
@@ -383,7 +473,7 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
     });
     recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());  // dh_{t-1} += dA_t U
   }
-  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));  // (4H, H), one GEMM
+  Tensor dU = mm_fresh(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));  // (4H, H), one GEMM
   return {dA, dH, dC, dU, dP.view({B, 3, H}).sum(0)};
 }
 
@@ -399,11 +489,11 @@ std::vector<Tensor> cifg_forward(const Tensor& xp, const std::vector<Tensor>& st
   using A = Act<T>;
   const int64_t B = xp.size(1), H = state[0].size(1), G = 3 * H;
   const Tensor& U = params[0];
-  Tensor out = at::empty({st.T, B, H}, xp.options());
-  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options());
+  Tensor out = fresh({st.T, B, H}, xp.options());
+  Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
-  Tensor acts = at::empty({st.acts(), B, 4 * H}, xp.options());
-  Tensor R = at::empty({B, G}, xp.options());
+  Tensor acts = fresh({st.acts(), B, 4 * H}, xp.options());
+  Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = st.time(s);
@@ -447,7 +537,7 @@ std::vector<Tensor> cifg_backward(const Tensor& dout, const std::vector<Tensor>&
   const Tensor &Hs = saved[0], &Cs = saved[1], &acts = saved[2];
   const Tensor& U = params[0];
   const int64_t B = dout.size(1), H = dout.size(2), G = 3 * H;
-  Tensor dA = at::empty({st.T, B, G}, dout.options());
+  Tensor dA = fresh({st.T, B, G}, dout.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
   for (int64_t s = st.T - 1; s >= 0; --s) {
@@ -474,7 +564,7 @@ std::vector<Tensor> cifg_backward(const Tensor& dout, const std::vector<Tensor>&
     });
     recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());
   }
-  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  Tensor dU = mm_fresh(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
   return {dA, dH, dC, dU};
 }
 
@@ -490,11 +580,11 @@ std::vector<Tensor> janet_forward(const Tensor& xp, const std::vector<Tensor>& s
   using A = Act<T>;
   const int64_t B = xp.size(1), H = state[0].size(1), G = 2 * H;
   const Tensor& U = params[0];
-  Tensor out = at::empty({st.T, B, H}, xp.options());
-  Tensor hT = at::empty({B, H}, xp.options());
+  Tensor out = fresh({st.T, B, H}, xp.options());
+  Tensor hT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st);
-  Tensor acts = at::empty({st.acts(), B, 3 * H}, xp.options());
-  Tensor R = at::empty({B, G}, xp.options());
+  Tensor acts = fresh({st.acts(), B, 3 * H}, xp.options());
+  Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = st.time(s);
@@ -533,7 +623,7 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
   const Tensor &Hs = saved[0], &acts = saved[1];
   const Tensor& U = params[0];
   const int64_t B = dout.size(1), H = dout.size(2), G = 2 * H;
-  Tensor dA = at::empty({st.T, B, G}, dout.options());
+  Tensor dA = fresh({st.T, B, G}, dout.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
   Tensor dH = dfinal[0].clone();
   for (int64_t s = st.T - 1; s >= 0; --s) {
@@ -557,131 +647,153 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
     });
     recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());
   }
-  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  Tensor dU = mm_fresh(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
   return {dA, dH, dU};
 }
 
 // ---------------------------------------------------------------------------
 // Layer-normalized LSTM (Ba, Kiros & Hinton 2016, sec. 3.1):
-//   a = xp + LN(h_{t-1} U^T; α)             (xp already holds LN(W x) + b)
+//   a = LN(W x_t; α_1) + LN(h_{t-1} U^T; α_2) + b
 //   c_t = σ(a_f) c_{t-1} + σ(a_i) tanh(a_g)
 //   h_t = σ(a_o) tanh(LN(c_t; γ, β))
 // LN(v)_k = (v_k - mean v) / sqrt(var v + eps) * gain_k (+ shift_k), biased var.
-// params: U (4H, H), α (4H), γ (H), β (H); options: eps of LN(h U^T), eps of LN(c).
-// saved: Hs, Cs; nhat (T, B, 4H) normalized h U^T; acts (T, B, 6H) = i, f, g, o,
-// ĉ (normalized c_t), tanh(γ ĉ + β); rstd (T, B, 2) of both normalisations.
+// The kernel normalizes W x itself (xp = W x, no bias), so that the input
+// side needs no separate LayerNorm and bias passes over (T, B, 4H).
+// params: U (4H, H), α_1 (4H), b (4H), α_2 (4H), γ (H), β (H);
+// options: the three eps.
+// saved: xp, Hs, Cs; nhat (T, B, 4H) normalized h U^T; acts (T, B, 6H) = i, f,
+// g, o, ĉ (normalized c_t), tanh(γ ĉ + β); stats (T, B, 4) = mean and rstd of
+// W x, rstd of h U^T and of c_t.
 // ---------------------------------------------------------------------------
+
+// mean and 1 / sqrt(var + eps) of v[0..n)
+template <typename T>
+SEQLAB_INLINE void moments(const T* v, int64_t n, T eps, T& mean, T& rstd) {
+  T sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t k = 0; k < n; ++k) sum += v[k];
+  mean = sum / n;
+  const T m = mean;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t k = 0; k < n; ++k) sq += (v[k] - m) * (v[k] - m);
+  rstd = 1 / std::sqrt(sq / n + eps);
+}
 
 template <typename T>
 std::vector<Tensor> ln_lstm_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
-                                    const int64_t* len, Steps st, T eps_r, T eps_c) {
+                                    const int64_t* len, Steps st, T eps_x, T eps_r, T eps_c) {
   using A = Act<T>;
   const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
   const Tensor& U = params[0];
-  const T *alpha = cptr<T>(params[1]), *gamma = cptr<T>(params[2]), *shift = cptr<T>(params[3]);
-  Tensor out = at::empty({st.T, B, H}, xp.options());
-  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options());
+  const T *alpha1 = cptr<T>(params[1]), *bias = cptr<T>(params[2]), *alpha2 = cptr<T>(params[3]);
+  const T *gamma = cptr<T>(params[4]), *shift = cptr<T>(params[5]);
+  Tensor out = fresh({st.T, B, H}, xp.options());
+  Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
-  Tensor nhat = at::empty({st.acts(), B, G}, xp.options());
-  Tensor acts = at::empty({st.acts(), B, 6 * H}, xp.options());
-  Tensor rstd = at::empty({st.acts(), B, 2}, xp.options());
-  Tensor R = at::empty({B, G}, xp.options());
+  Tensor nhat = fresh({st.acts(), B, G}, xp.options());
+  Tensor acts = fresh({st.acts(), B, 6 * H}, xp.options());
+  Tensor stats = fresh({st.acts(), B, 4}, xp.options());
+  Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
+  const Buf<T> X = buf<T>(xp), O = buf<T>(out), N = buf<T>(nhat), AC = buf<T>(acts), S = buf<T>(stats);
   for (int64_t s = 0; s < st.T; ++s) {
-    const int64_t t = st.time(s);
+    const int64_t t = st.time(s), k = st.act(t);
     const T* hp = buf<T>(Hs).at(st.slot(s));
     const T* cp = buf<T>(Cs).at(st.slot(s));
     T* hn = next_state<T>(Hs, hT, st, s);
     T* cn = next_state<T>(Cs, cT, st, s);
-    recurrent(hp, T(0), R.data_ptr<T>());
+    recurrent(hp, T(0), R.data_ptr<T>());  // R = h_{t-1} U^T  (B, 4H)
     for_rows(B, 8 * G, [&](int64_t b) {
       const T *hp_b = hp + b * H, *cp_b = cp + b * H;
-      T *hn_b = hn + b * H, *cn_b = cn + b * H, *out_b = buf<T>(out).row(t, b);
+      T *hn_b = hn + b * H, *cn_b = cn + b * H, *out_b = O.row(t, b);
       if (t >= len[b]) {
         copy_span(hn_b, hp_b, 0, H), copy_span(cn_b, cp_b, 0, H), zero_span(out_b, 0, H);
         return;
       }
-      const T *x = buf<T>(xp).row(t, b), *r = R.data_ptr<T>() + b * G;
-      T *n = buf<T>(nhat).row(st.act(t), b), *a = buf<T>(acts).row(st.act(t), b);
-      T* rs = buf<T>(rstd).row(st.act(t), b);
-      T sum = 0, sq = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t k = 0; k < G; ++k) sum += r[k];
-      const T mean = sum / G;
-#pragma omp simd reduction(+ : sq)
-      for (int64_t k = 0; k < G; ++k) sq += (r[k] - mean) * (r[k] - mean);
-      const T rstd_r = 1 / std::sqrt(sq / G + eps_r);
+      const T *x = X.row(t, b), *r = R.data_ptr<T>() + b * G;
+      T *n = N.row(k, b), *a = AC.row(k, b), *stat = S.row(k, b);
+      T mean_x, rstd_x, mean_r, rstd_r, mean_c, rstd_c;
+      moments(x, G, eps_x, mean_x, rstd_x);
+      moments(r, G, eps_r, mean_r, rstd_r);
 #pragma omp simd
-      for (int64_t k = 0; k < G; ++k) n[k] = (r[k] - mean) * rstd_r;
-      T csum = 0, csq = 0;
-#pragma omp simd reduction(+ : csum)
-      for (int64_t j = 0; j < H; ++j) {
-        const T i = A::sigmoid(x[j] + alpha[j] * n[j]);
-        const T f = A::sigmoid(x[H + j] + alpha[H + j] * n[H + j]);
-        const T g = A::tanh(x[2 * H + j] + alpha[2 * H + j] * n[2 * H + j]);
-        const T o = A::sigmoid(x[3 * H + j] + alpha[3 * H + j] * n[3 * H + j]);
-        const T c = f * cp_b[j] + i * g;
-        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
-        cn_b[j] = c;
-        csum += c;
+      for (int64_t q = 0; q < G; ++q) {
+        n[q] = (r[q] - mean_r) * rstd_r;
+        // The gate pre-activations, kept in the row of acts until the gate loop below.
+        a[q] = alpha1[q] * (x[q] - mean_x) * rstd_x + bias[q] + alpha2[q] * n[q];
       }
-      const T cmean = csum / H;
-#pragma omp simd reduction(+ : csq)
-      for (int64_t j = 0; j < H; ++j) csq += (cn_b[j] - cmean) * (cn_b[j] - cmean);
-      const T rstd_c = 1 / std::sqrt(csq / H + eps_c);
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        const T chat = (cn_b[j] - cmean) * rstd_c;
+        const T i = A::sigmoid(a[j]), f = A::sigmoid(a[H + j]), g = A::tanh(a[2 * H + j]);
+        const T o = A::sigmoid(a[3 * H + j]);
+        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+        cn_b[j] = f * cp_b[j] + i * g;
+      }
+      moments(cn_b, H, eps_c, mean_c, rstd_c);
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T chat = (cn_b[j] - mean_c) * rstd_c;
         const T tc = A::tanh(gamma[j] * chat + shift[j]);
         a[4 * H + j] = chat, a[5 * H + j] = tc;
         hn_b[j] = out_b[j] = a[3 * H + j] * tc;
       }
-      rs[0] = rstd_r, rs[1] = rstd_c;
+      stat[0] = mean_x, stat[1] = rstd_x, stat[2] = rstd_r, stat[3] = rstd_c;
     });
   }
   if (st.T == 0) hT.copy_(state[0]), cT.copy_(state[1]);
   if (!st.train) return {out, hT, cT};
-  return {out, hT, cT, Hs, Cs, nhat, acts, rstd};
+  return {out, hT, cT, xp, Hs, Cs, nhat, acts, stats};
 }
 
 template <typename T>
 std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
                                      const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
                                      const int64_t* len, Steps st) {
-  const Tensor &Hs = saved[0], &Cs = saved[1], &nhat = saved[2], &acts = saved[3], &rstd = saved[4];
+  const Tensor &xp = saved[0], &Hs = saved[1], &Cs = saved[2], &nhat = saved[3], &acts = saved[4], &stats = saved[5];
   const Tensor& U = params[0];
-  const T *alpha = cptr<T>(params[1]), *gamma = cptr<T>(params[2]);
+  const T *alpha1 = cptr<T>(params[1]), *alpha2 = cptr<T>(params[3]), *gamma = cptr<T>(params[4]);
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
-  Tensor dA = at::empty({st.T, B, G}, dout.options());  // d/d a = d xp
-  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
-  Tensor dR = at::empty({st.T, B, G}, dout.options());  // d/d (h_{t-1} U^T)
+  Tensor dxp = fresh({st.T, B, G}, dout.options());  // d/d (W x); first holds d/d a of the row
+  Tensor dR = fresh({st.T, B, G}, dout.options());   // d/d (h_{t-1} U^T)
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
-  // Per-row sums for the gains and the shift, reduced over B at the end: (B, 4H + H + H).
-  Tensor dG = at::zeros({B, G + 2 * H}, dout.options());
+  // Per-row sums for α_1, b, α_2, γ, β, reduced over B at the end: (B, 12H + 2H).
+  const int64_t P = 3 * G + 2 * H;
+  Tensor dP = fresh({B, P}, dout.options()).zero_();
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
+  const Buf<T> X = buf<T>(xp), D = buf<T>(dxp), DR = buf<T>(dR), N = buf<T>(nhat), AC = buf<T>(acts);
+  const Buf<T> S = buf<T>(stats), CS = buf<T>(Cs), GO = buf<T>(dout);
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t t = st.time(s);
     for_rows(B, 8 * G, [&](int64_t b) {
-      T *da = buf<T>(dA).row(t, b), *dr = buf<T>(dR).row(t, b);
+      T *da = D.row(t, b), *dr = DR.row(t, b);
       if (t >= len[b]) {
         zero_span(da, 0, G), zero_span(dr, 0, G);
         return;
       }
-      const T *a = buf<T>(acts).row(t, b), *n = buf<T>(nhat).row(t, b), *rs = buf<T>(rstd).row(t, b);
-      const T *cp = buf<T>(Cs).row(t, b), *go = buf<T>(dout).row(t, b);
+      const T *a = AC.row(t, b), *n = N.row(t, b), *stat = S.row(t, b), *x = X.row(t, b);
+      const T *cp = CS.row(t, b), *go = GO.row(t, b);
       T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H;
-      T *d_alpha = dG.data_ptr<T>() + b * (G + 2 * H), *d_gamma = d_alpha + G, *d_shift = d_gamma + H;
-      // h = o tanh(y), y = γ ĉ + β: dĉ = dy γ; LN backward needs mean(dĉ) and mean(dĉ ĉ).
-      T s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
+      T *d_alpha1 = dP.data_ptr<T>() + b * P, *d_bias = d_alpha1 + G, *d_alpha2 = d_bias + G;
+      T *d_gamma = d_alpha2 + G, *d_shift = d_gamma + H;
+      const T mean_x = stat[0], rstd_x = stat[1], rstd_r = stat[2], rstd_c = stat[3];
+      // h = o tanh(y), y = γ ĉ + β.  (Reductions get loops of their own: GCC does
+      // not vectorize a reduction next to stores.)
+#pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const T o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
         const T dy = (dh_b[j] + go[j]) * o * (1 - tc * tc);
         d_gamma[j] += dy * chat;
         d_shift[j] += dy;
-        s1 += dy * gamma[j];
-        s2 += dy * gamma[j] * chat;
       }
-      const T m1 = s1 / H, m2 = s2 / H, rstd_c = rs[1], rstd_r = rs[0];
+      // LN backward: dc = rstd (dĉ - mean(dĉ) - ĉ mean(dĉ ĉ)), dĉ = dy γ.
+      T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t j = 0; j < H; ++j) {
+        const T o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
+        const T dchat = (dh_b[j] + go[j]) * o * (1 - tc * tc) * gamma[j];
+        s1 += dchat;
+        s2 += dchat * chat;
+      }
+      const T m1 = s1 / H, m2 = s2 / H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
@@ -695,22 +807,40 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
         dc_b[j] = dc * f;
         dh_b[j] = 0;
       }
-      T u1 = 0, u2 = 0;
-#pragma omp simd reduction(+ : u1, u2)
-      for (int64_t k = 0; k < G; ++k) {
-        d_alpha[k] += da[k] * n[k];
-        u1 += da[k] * alpha[k];
-        u2 += da[k] * alpha[k] * n[k];
-      }
-      const T w1 = u1 / G, w2 = u2 / G;
 #pragma omp simd
-      for (int64_t k = 0; k < G; ++k) dr[k] = rstd_r * (da[k] * alpha[k] - w1 - n[k] * w2);
+      for (int64_t q = 0; q < G; ++q) {
+        d_alpha1[q] += da[q] * (x[q] - mean_x) * rstd_x;
+        d_bias[q] += da[q];
+        d_alpha2[q] += da[q] * n[q];
+      }
+      T u1 = 0, u2 = 0, w1 = 0, w2 = 0;
+#pragma omp simd reduction(+ : u1, u2, w1, w2)
+      for (int64_t q = 0; q < G; ++q) {
+        const T dn = da[q] * alpha2[q], dxh = da[q] * alpha1[q];
+        u1 += dn, u2 += dn * n[q];
+        w1 += dxh, w2 += dxh * (x[q] - mean_x) * rstd_x;
+      }
+      u1 /= G, u2 /= G, w1 /= G, w2 /= G;
+#pragma omp simd
+      for (int64_t q = 0; q < G; ++q) {
+        const T xhat = (x[q] - mean_x) * rstd_x;
+        dr[q] = rstd_r * (da[q] * alpha2[q] - u1 - n[q] * u2);
+        da[q] = rstd_x * (da[q] * alpha1[q] - w1 - xhat * w2);  // now d/d (W x)
+      }
     });
-    recurrent(buf<T>(dR).at(t), T(1), dH.data_ptr<T>());
+    recurrent(DR.at(t), T(1), dH.data_ptr<T>());  // dh_{t-1} += dR_t U
   }
-  Tensor dU = at::mm(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
-  Tensor sums = dG.sum(0);
-  return {dA, dH, dC, dU, sums.slice(0, 0, G), sums.slice(0, G, G + H), sums.slice(0, G + H, G + 2 * H)};
+  Tensor dU = mm_fresh(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  Tensor sums = dP.sum(0);
+  return {dxp,
+          dH,
+          dC,
+          dU,
+          sums.slice(0, 0, G),
+          sums.slice(0, G, 2 * G),
+          sums.slice(0, 2 * G, 3 * G),
+          sums.slice(0, 3 * G, 3 * G + H),
+          sums.slice(0, 3 * G + H, P)};
 }
 
 // ---------------------------------------------------------------------------
@@ -730,15 +860,17 @@ std::vector<Tensor> nested_forward(const Tensor& xp, const std::vector<Tensor>& 
   using A = Act<T>;
   const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
   const Tensor& U = params[0];
-  Tensor V = at::cat({params[1], params[2]}, 1);  // (4H, 2H)
+  Tensor V = fresh({G, 2 * H}, xp.options());  // [V_i, V_h]  (4H, 2H)
+  V.slice(1, 0, H).copy_(params[1]);
+  V.slice(1, H, 2 * H).copy_(params[2]);
   const T* bias = cptr<T>(params[3]);
-  Tensor out = at::empty({st.T, B, H}, xp.options());
-  Tensor hT = at::empty({B, H}, xp.options()), cT = at::empty({B, H}, xp.options()), kT = at::empty({B, H}, xp.options());
+  Tensor out = fresh({st.T, B, H}, xp.options());
+  Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options()), kT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st), Ks = state_buffer(state[2], st);
-  Tensor outer = at::empty({st.acts(), B, G}, xp.options());
-  Tensor Z = at::zeros({st.acts(), B, 2 * H}, xp.options());
-  Tensor inner = at::empty({st.acts(), B, 6 * H}, xp.options());
-  Tensor R = at::empty({B, G}, xp.options()), Q = at::empty({B, G}, xp.options());
+  Tensor outer = fresh({st.acts(), B, G}, xp.options());
+  Tensor Z = fresh({st.acts(), B, 2 * H}, xp.options()).zero_();
+  Tensor inner = fresh({st.acts(), B, 6 * H}, xp.options());
+  Tensor R = fresh({B, G}, xp.options()), Q = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true), inner_gemm(V.data_ptr<T>(), B, G, 2 * H, true);
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = st.time(s), k = st.act(t);
@@ -799,10 +931,10 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
                &V = saved[6];
   const Tensor& U = params[0];
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
-  Tensor dA = at::empty({st.T, B, G}, dout.options());  // outer pre-activations
-  Tensor dQ = at::empty({st.T, B, G}, dout.options());  // inner pre-activations
+  Tensor dA = fresh({st.T, B, G}, dout.options());  // outer pre-activations
+  Tensor dQ = fresh({st.T, B, G}, dout.options());  // inner pre-activations
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false), inner_gemm(V.data_ptr<T>(), B, 2 * H, G, false);
-  Tensor dZ = at::empty({B, 2 * H}, dout.options());
+  Tensor dZ = fresh({B, 2 * H}, dout.options());
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone(), dK = dfinal[2].clone();
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t t = st.time(s);
@@ -848,53 +980,70 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
     });
     recurrent(buf<T>(dA).at(t), T(1), dH.data_ptr<T>());
   }
-  Tensor dU = at::mm(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
-  Tensor dV = at::mm(dQ.view({st.T * B, G}).t(), Z.view({st.T * B, 2 * H}));  // (4H, 2H), one GEMM
+  Tensor dU = mm_fresh(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  Tensor dV = mm_fresh(dQ.view({st.T * B, G}).t(), Z.view({st.T * B, 2 * H}));  // (4H, 2H), one GEMM
   Tensor dbias = dQ.view({st.T * B, G}).sum(0);
   return {dA, dH, dC, dK, dU, dV.slice(1, 0, H), dV.slice(1, H, 2 * H), dbias};
 }
 
 // ---------------------------------------------------------------------------
-// SRU (Lei et al. 2018, eq. 3-7).  xp = [W x, W_f x, W_r x, highway] (T, B, 4H).
+// SRU (Lei et al. 2018, eq. 3-7).  xp = [W x, W_f x, W_r x (, W_h x)] (T, B, 3H or 4H).
 //   f = σ(a_f + v_f c_{t-1} + b_f)   r = σ(a_r + v_r c_{t-1} + b_r)
 //   c_t = f c_{t-1} + (1 - f) W x    h_t = r g(c_t) + (1 - r) highway
-// No matrix touches the state, so each of the B·H units runs its whole time
-// loop on its own: parallel over units, vectorized over a row's units, no
-// per-step synchronisation at all.
-// params: v (2H), b (2H); option: g = tanh (1) or identity (0).
-// saved: xp, Cs (T, B, H) c entering each step, acts (T, B, 3H) = f, r, g(c_t).
+// No matrix touches the state, so each of the B·H units runs its time loop on
+// its own: parallel over units, vectorized over a row's units, and no
+// synchronisation between steps.  The loop is memory-bound, so training keeps
+// only c_t and backward recomputes f, r and g from it.
+// params: v (2H), b (2H), and x (T, B, H) when the highway is x itself (no
+// concatenated copy); option: g = tanh (1) or identity (0).
+// saved: xp, c_0 (B, H), Cn (T, B, H) c after each step.
 // ---------------------------------------------------------------------------
 
-// One step of units j0..j1 of one row; Tanh and Train are template flags so that the loop has no branches.
-template <typename T, bool Tanh, bool Train>
-inline void sru_units(const T* x, const T* v, const T* bias, T* c, T* h, T* out, T* cs, T* a, int64_t H, int64_t j0,
-                      int64_t j1) {
+// f(b, j0, j1) over the pieces of rows that the flat range [begin, end) of a (B, H) grid covers.
+template <typename F>
+inline void for_pieces(int64_t begin, int64_t end, int64_t H, const F& f) {
+  for (int64_t n = begin; n < end;) {
+    const int64_t b = n / H, j0 = n % H, j1 = std::min(H, j0 + (end - n));
+    f(b, j0, j1);
+    n += j1 - j0;
+  }
+}
+
+// One step of units j0..j1 of one row; c (the state) is updated in place.
+template <typename T, bool Tanh>
+SEQLAB_INLINE void sru_units(const T* x, const T* highway, const T* v, const T* bias, T* c, T* h, T* out, T* c_saved,
+                             int64_t H, int64_t j0, int64_t j1) {
   using A = Act<T>;
 #pragma omp simd
   for (int64_t j = j0; j < j1; ++j) {
-    const T c_tm1 = c[j], wx = x[j], hw = x[3 * H + j];
+    const T c_tm1 = c[j], wx = x[j], hw = highway[j];
     const T f = A::sigmoid(x[H + j] + v[j] * c_tm1 + bias[j]);
     const T r = A::sigmoid(x[2 * H + j] + v[H + j] * c_tm1 + bias[H + j]);
     const T cc = wx + f * (c_tm1 - wx);  // = f c_{t-1} + (1 - f) W x_t
     const T g = Tanh ? A::tanh(cc) : cc;
     const T hh = hw + r * (g - hw);  // = r g(c_t) + (1 - r) highway
-    if (Train) cs[j] = c_tm1, a[j] = f, a[H + j] = r, a[2 * H + j] = g;
-    c[j] = cc, h[j] = out[j] = hh;
+    c[j] = c_saved[j] = cc;
+    h[j] = out[j] = hh;
   }
 }
 
 template <typename T, bool Tanh>
-inline void sru_units_backward(const T* x, const T* cs, const T* a, const T* go, const T* v, T* dh_b, T* dc_b, T* dv_b,
-                               T* d, int64_t H, int64_t j0, int64_t j1) {
+SEQLAB_INLINE void sru_units_backward(const T* x, const T* highway, const T* c_prev, const T* c_now, const T* go,
+                                      const T* v, const T* bias, T* dh_b, T* dc_b, T* dv_b, T* d, T* d_highway,
+                                      int64_t H, int64_t j0, int64_t j1) {
+  using A = Act<T>;
 #pragma omp simd
   for (int64_t j = j0; j < j1; ++j) {
-    const T f = a[j], r = a[H + j], g = a[2 * H + j], c_tm1 = cs[j], wx = x[j], hw = x[3 * H + j];
+    const T c_tm1 = c_prev[j], wx = x[j], hw = highway[j];
+    const T f = A::sigmoid(x[H + j] + v[j] * c_tm1 + bias[j]);
+    const T r = A::sigmoid(x[2 * H + j] + v[H + j] * c_tm1 + bias[H + j]);
+    const T g = Tanh ? A::tanh(c_now[j]) : c_now[j];
     const T dh = dh_b[j] + go[j];
     const T dg = dh * r;
     const T dc = dc_b[j] + (Tanh ? dg * (1 - g * g) : dg);
     const T da_f = dc * (c_tm1 - wx) * f * (1 - f);
     const T da_r = dh * (g - hw) * r * (1 - r);
-    d[j] = dc * (1 - f), d[H + j] = da_f, d[2 * H + j] = da_r, d[3 * H + j] = dh * (1 - r);
+    d[j] = dc * (1 - f), d[H + j] = da_f, d[2 * H + j] = da_r, d_highway[j] = dh * (1 - r);
     dv_b[j] += da_f * c_tm1, dv_b[H + j] += da_r * c_tm1;
     dc_b[j] = dc * f + da_f * v[j] + da_r * v[H + j];
     dh_b[j] = 0;  // h_{t-1} does not feed step t
@@ -906,79 +1055,90 @@ std::vector<Tensor> sru_forward(const Tensor& xp, const std::vector<Tensor>& sta
                                 const int64_t* len, Steps st, bool use_tanh) {
   const int64_t B = xp.size(1), H = state[0].size(1);
   const T *v = cptr<T>(params[0]), *bias = cptr<T>(params[1]);
-  Tensor out = at::empty({st.T, B, H}, xp.options());
+  const bool plain = params.size() > 2;  // the highway is x itself, params[2]
+  Tensor out = fresh({st.T, B, H}, xp.options());
   Tensor hT = state[0].clone(), cT = state[1].clone();  // updated in place through time
-  Tensor Cs = at::empty({st.train ? st.T : 0, B, H}, xp.options());
-  Tensor acts = at::empty({st.train ? st.T : 0, B, 3 * H}, xp.options());
+  // c after each step: kept for backward when training, else one scratch row set.
+  Tensor Cn = fresh({st.train ? st.T : 1, B, H}, xp.options());
+  const Buf<T> X = buf<T>(xp), O = buf<T>(out), C = buf<T>(Cn), W = plain ? buf<T>(params[2]) : X;
+  T *h = hT.data_ptr<T>(), *c = cT.data_ptr<T>();
   const int64_t grain = std::max<int64_t>(16, kGrain / std::max<int64_t>(1, st.T));
-  for_grid(B, H, grain, [&](int64_t b, int64_t j0, int64_t j1) {
-    T *h = hT.data_ptr<T>() + b * H, *c = cT.data_ptr<T>() + b * H;
+  // Each thread owns a set of units and runs all steps over them, in time order
+  // so that the (T, B, ·) buffers stream through memory.
+  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
     for (int64_t s = 0; s < st.T; ++s) {
       const int64_t t = st.time(s);
-      T* out_b = buf<T>(out).row(t, b);
-      if (t >= len[b]) {
-        zero_span(out_b, j0, j1);
-        continue;
-      }
-      const T* x = buf<T>(xp).row(t, b);
-      if (st.train) {
-        T *cs = buf<T>(Cs).row(t, b), *a = buf<T>(acts).row(t, b);
+      for_pieces(begin, end, H, [&](int64_t b, int64_t j0, int64_t j1) {
+        T* out_b = O.row(t, b);
+        if (t >= len[b]) return zero_span(out_b, j0, j1);
+        const T *x = X.row(t, b), *hw = plain ? W.row(t, b) : x + 3 * H;
+        T *h_b = h + b * H, *c_b = c + b * H, *saved = C.row(st.act(t), b);
         if (use_tanh)
-          sru_units<T, true, true>(x, v, bias, c, h, out_b, cs, a, H, j0, j1);
+          sru_units<T, true>(x, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
         else
-          sru_units<T, false, true>(x, v, bias, c, h, out_b, cs, a, H, j0, j1);
-      } else if (use_tanh) {
-        sru_units<T, true, false>(x, v, bias, c, h, out_b, nullptr, nullptr, H, j0, j1);
-      } else {
-        sru_units<T, false, false>(x, v, bias, c, h, out_b, nullptr, nullptr, H, j0, j1);
-      }
+          sru_units<T, false>(x, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
+      });
     }
   });
   if (!st.train) return {out, hT, cT};
-  return {out, hT, cT, xp, Cs, acts};
+  return {out, hT, cT, xp, state[1], Cn};
 }
 
 template <typename T>
 std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& dfinal, const std::vector<Tensor>& saved,
                                  const std::vector<Tensor>& params, const int64_t* len, Steps st, bool use_tanh) {
-  const Tensor &xp = saved[0], &Cs = saved[1], &acts = saved[2];
-  const T* v = cptr<T>(params[0]);
-  const int64_t B = dout.size(1), H = dout.size(2);
-  Tensor dxp = at::empty({st.T, B, 4 * H}, dout.options());
+  const Tensor &xp = saved[0], &c0 = saved[1], &Cn = saved[2];
+  const T *v = cptr<T>(params[0]), *bias = cptr<T>(params[1]);
+  const bool plain = params.size() > 2;
+  const int64_t B = dout.size(1), H = dout.size(2), Gx = xp.size(2);
+  Tensor dxp = fresh({st.T, B, Gx}, dout.options());
+  Tensor dhighway = plain ? fresh({st.T, B, H}, dout.options()) : dxp;
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
-  Tensor dv = at::zeros({B, 2 * H}, dout.options());  // per-row sums
+  Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row sums
+  const Buf<T> X = buf<T>(xp), C = buf<T>(Cn), GO = buf<T>(dout), D = buf<T>(dxp);
+  const Buf<T> W = plain ? buf<T>(params[2]) : X, DW = buf<T>(dhighway);
+  const T* c_init = c0.data_ptr<T>();
   const int64_t grain = std::max<int64_t>(16, kGrain / std::max<int64_t>(1, st.T));
-  for_grid(B, H, grain, [&](int64_t b, int64_t j0, int64_t j1) {
-    T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H, *dv_b = dv.data_ptr<T>() + b * 2 * H;
+  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
-      T* d = buf<T>(dxp).row(t, b);
-      if (t >= len[b]) {
-        for (int64_t k = 0; k < 4; ++k) zero_span(d + k * H, j0, j1);
-        continue;
-      }
-      const T *x = buf<T>(xp).row(t, b), *cs = buf<T>(Cs).row(t, b), *a = buf<T>(acts).row(t, b);
-      const T* go = buf<T>(dout).row(t, b);
-      if (use_tanh)
-        sru_units_backward<T, true>(x, cs, a, go, v, dh_b, dc_b, dv_b, d, H, j0, j1);
-      else
-        sru_units_backward<T, false>(x, cs, a, go, v, dh_b, dc_b, dv_b, d, H, j0, j1);
+      for_pieces(begin, end, H, [&](int64_t b, int64_t j0, int64_t j1) {
+        T *d = D.row(t, b), *d_hw = plain ? DW.row(t, b) : d + 3 * H;
+        if (t >= len[b]) {
+          for (int64_t k = 0; k < 3; ++k) zero_span(d + k * H, j0, j1);
+          return zero_span(d_hw, j0, j1);
+        }
+        // c entering step t: c after the step processed before it, or c_0 for the sequence's first step.
+        const int64_t t_prev = st.reverse ? t + 1 : t - 1;
+        const bool first = st.reverse ? t_prev >= len[b] : t_prev < 0;
+        const T* c_prev = first ? c_init + b * H : C.row(t_prev, b);
+        const T *x = X.row(t, b), *hw = plain ? W.row(t, b) : x + 3 * H;
+        T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H, *dv_b = dv.data_ptr<T>() + b * 2 * H;
+        if (use_tanh)
+          sru_units_backward<T, true>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, d, d_hw, H,
+                                      j0, j1);
+        else
+          sru_units_backward<T, false>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, d, d_hw,
+                                       H, j0, j1);
+      });
     }
   });
-  Tensor db = dxp.view({st.T * B, 4 * H}).slice(1, H, 3 * H).sum(0);
-  return {dxp, dH, dC, dv.sum(0), db};
+  Tensor db = dxp.view({st.T * B, Gx}).slice(1, H, 3 * H).sum(0);
+  std::vector<Tensor> grads{dxp, dH, dC, dv.sum(0), db};
+  if (plain) grads.push_back(dhighway);
+  return grads;
 }
 
 // ---------------------------------------------------------------------------
 // Entry points.
 // ---------------------------------------------------------------------------
 
-void check(const Tensor& xp, const std::vector<Tensor>& tensors, const Tensor& lengths) {
-  TORCH_CHECK(xp.device().is_cpu() && xp.dim() == 3, "seqlab kernels: xp must be a (T, B, G) CPU tensor");
-  for (const Tensor& x : tensors)
-    TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == xp.scalar_type(),
-                "seqlab kernels: every tensor must be on the CPU with xp's dtype");
-  TORCH_CHECK(lengths.scalar_type() == at::kLong && lengths.numel() == xp.size(1), "seqlab kernels: lengths (B,) int64");
+void check(const Tensor& x, const std::vector<Tensor>& tensors, const Tensor& lengths) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 3, "seqlab kernels: x must be a (T, B, I) CPU tensor");
+  for (const Tensor& t : tensors)
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == x.scalar_type(),
+                "seqlab kernels: every tensor must be on the CPU with x's dtype");
+  TORCH_CHECK(lengths.scalar_type() == at::kLong && lengths.numel() == x.size(1), "seqlab kernels: lengths (B,) int64");
 }
 
 std::vector<Tensor> contiguous(const std::vector<Tensor>& xs) {
@@ -988,18 +1148,32 @@ std::vector<Tensor> contiguous(const std::vector<Tensor>& xs) {
   return out;
 }
 
-std::vector<Tensor> forward(const std::string& kind, const Tensor& xp_in, const std::vector<Tensor>& state_in,
-                            const std::vector<Tensor>& params_in, const Tensor& lengths_in, bool reverse,
-                            const std::vector<double>& options, bool train) {
-  std::vector<Tensor> state = contiguous(state_in), params = contiguous(params_in);
-  check(xp_in, state, lengths_in);
-  check(xp_in, params, lengths_in);
-  const Tensor xp = xp_in.contiguous(), lengths = lengths_in.contiguous();
+// SRU whose highway term is x itself (option 1): the kernel reads it from x.
+bool sru_plain(const std::string& kind, const std::vector<double>& options) {
+  return kind == "sru" && options.at(1) != 0.0;
+}
+
+// One layer and direction.  x (T, B, I); proj = [W (G, I)] or [W, b (G)]: the
+// input projection xp = x W^T (+ b) of every step is one GEMM here, into a
+// pooled buffer.  Returns [output (T, B, H), final state..., saved for backward...].
+std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const std::vector<Tensor>& proj_in,
+                            const std::vector<Tensor>& state_in, const std::vector<Tensor>& params_in,
+                            const Tensor& lengths_in, bool reverse, const std::vector<double>& options, bool train) {
+  std::vector<Tensor> proj = contiguous(proj_in), state = contiguous(state_in), params = contiguous(params_in);
+  const Tensor x = x_in.contiguous(), lengths = lengths_in.contiguous();
+  check(x, proj, lengths), check(x, state, lengths), check(x, params, lengths);
   const int64_t* len = lengths.data_ptr<int64_t>();
-  const Steps st{xp.size(0), reverse, train};
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
+  const Steps st{T, reverse, train};
   pybind11::gil_scoped_release no_gil;
+  Tensor xp = fresh({T, B, G}, x.options()), xp2 = xp.view({T * B, G});
+  if (proj.size() > 1)
+    at::addmm_out(xp2, proj[1], x.view({T * B, I}), proj[0].t());
+  else
+    at::mm_out(xp2, x.view({T * B, I}), proj[0].t());
+  if (sru_plain(kind, options)) params.push_back(x);
   std::vector<Tensor> result;
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "seqlab_forward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "seqlab_forward", [&] {
     if (kind == "peephole")
       result = peephole_forward<scalar_t>(xp, state, params, len, st);
     else if (kind == "cifg")
@@ -1008,7 +1182,7 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& xp_in, const 
       result = janet_forward<scalar_t>(xp, state, params, len, st, static_cast<scalar_t>(options.at(0)));
     else if (kind == "ln_lstm")
       result = ln_lstm_forward<scalar_t>(xp, state, params, len, st, static_cast<scalar_t>(options.at(0)),
-                                        static_cast<scalar_t>(options.at(1)));
+                                        static_cast<scalar_t>(options.at(1)), static_cast<scalar_t>(options.at(2)));
     else if (kind == "nested_lstm")
       result = nested_forward<scalar_t>(xp, state, params, len, st);
     else if (kind == "sru")
@@ -1019,32 +1193,49 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& xp_in, const 
   return result;
 }
 
+// Backward of forward(): [dx, dW, (db), d state_0..., d params...].
 std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, const std::vector<Tensor>& dfinal_in,
-                             const std::vector<Tensor>& saved_in, const std::vector<Tensor>& params_in,
+                             const std::vector<Tensor>& saved_in, const Tensor& x_in,
+                             const std::vector<Tensor>& proj_in, const std::vector<Tensor>& params_in,
                              const Tensor& lengths_in, bool reverse, const std::vector<double>& options) {
-  std::vector<Tensor> dfinal = contiguous(dfinal_in), saved = contiguous(saved_in), params = contiguous(params_in);
-  const Tensor dout = dout_in.contiguous(), lengths = lengths_in.contiguous();
-  check(dout, dfinal, lengths);
+  std::vector<Tensor> dfinal = contiguous(dfinal_in), saved = contiguous(saved_in);
+  std::vector<Tensor> proj = contiguous(proj_in), params = contiguous(params_in);
+  const Tensor dout = dout_in.contiguous(), x = x_in.contiguous(), lengths = lengths_in.contiguous();
+  check(x, dfinal, lengths), check(x, {dout}, lengths);
   const int64_t* len = lengths.data_ptr<int64_t>();
-  const Steps st{dout.size(0), reverse, true};
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
+  const Steps st{T, reverse, true};
   pybind11::gil_scoped_release no_gil;
-  std::vector<Tensor> result;
+  const bool plain = sru_plain(kind, options);
+  if (plain) params.push_back(x);
+  std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(dout.scalar_type(), "seqlab_backward", [&] {
     if (kind == "peephole")
-      result = peephole_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+      grads = peephole_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "cifg")
-      result = cifg_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+      grads = cifg_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "janet")
-      result = janet_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+      grads = janet_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "ln_lstm")
-      result = ln_lstm_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+      grads = ln_lstm_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "nested_lstm")
-      result = nested_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+      grads = nested_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "sru")
-      result = sru_backward<scalar_t>(dout, dfinal, saved, params, len, st, options.at(0) != 0.0);
+      grads = sru_backward<scalar_t>(dout, dfinal, saved, params, len, st, options.at(0) != 0.0);
     else
       TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
   });
+  // The projection's backward, one GEMM each over all steps: dx = dxp W, dW = dxp^T x, db = sum dxp.
+  const Tensor dxp = grads[0].view({T * B, G}), x2 = x.view({T * B, I});
+  Tensor dx = fresh({T, B, I}, x.options()), dx2 = dx.view({T * B, I});
+  at::mm_out(dx2, dxp, proj[0]);
+  if (plain) {  // and the highway term's gradient, the kernel's last
+    dx.add_(grads.back());
+    grads.pop_back();
+  }
+  std::vector<Tensor> result{dx, mm_fresh(dxp.t(), x2)};
+  if (proj.size() > 1) result.push_back(dxp.sum(0));
+  result.insert(result.end(), grads.begin() + 1, grads.end());
   return result;
 }
 
@@ -1060,7 +1251,7 @@ bool uses_blas() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "seqlab's fused CPU recurrences (forward and backward through time)";
-  m.def("forward", &seqlab::forward, "run one layer and direction of a cell over the sequence");
-  m.def("backward", &seqlab::backward, "backpropagate through time for one layer and direction");
+  m.def("forward", &seqlab::forward, "one layer and direction of a cell over the sequence, input projection included");
+  m.def("backward", &seqlab::backward, "backpropagation through time for one layer and direction");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
 }
