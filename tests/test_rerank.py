@@ -58,7 +58,7 @@ def test_candidates_pool_both_directions_and_weight_zero_ranks_by_the_left_to_ri
             assert tokens[::-1] in hyps
         # the backward scores are the right-to-left model reading the reversed candidates
         expect = sequence_log_probs(r2l, src[[i] * len(hyps)], src_len[[i] * len(hyps)],
-                                    [h[::-1] for h in hyps], bos=BOS, eos=EOS)
+                                    [h[::-1] for h in hyps], bos=BOS, eos=EOS)  # one source row each
         torch.testing.assert_close(found.r2l[i], expect, atol=1e-5, rtol=1e-5)
     best = found.best(0.0)
     for i, hyp in enumerate(best):  # never worse for the left-to-right model than its own beam's best

@@ -49,7 +49,11 @@ class Ensemble(nn.Module):
         The attention weights are the members' mean (each row still sums to 1);
         None when no member attends.
         """
-        outputs = [m(src, src_len, tgt_in) for m in self.members]
+        return self.teacher_force(tgt_in, self.encode(src, src_len))
+
+    def teacher_force(self, tgt_in: Tensor, state: tuple) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward` from an encoded state (``encode``, rows picked with ``reorder_state``)."""
+        outputs = [m.teacher_force(tgt_in, s) for m, s in zip(self.members, state)]
         log_probs = self._average([torch.log_softmax(logits, dim=-1) for logits, _ in outputs])
         weights = [w for _, w in outputs if w is not None]
         return log_probs, (torch.stack(weights).mean(0) if weights else None)

@@ -97,7 +97,11 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: ``-> (logits (B, T, V), attention weights (B, T, S) or None)``."""
-        return self.decoder(tgt_in, self.encode(src, src_len))
+        return self.teacher_force(tgt_in, self.encode(src, src_len))
+
+    def teacher_force(self, tgt_in: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing from an encoded state (``encode``, rows picked with ``reorder_state``)."""
+        return self.decoder(tgt_in, state)
 
     def loss(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tgt_out: Tensor, label_smoothing: float = 0.0):
         """Summed cross-entropy over real target tokens, and their count."""

@@ -28,17 +28,28 @@ __all__ = ["sequence_log_probs", "Candidates", "bidirectional_candidates", "rera
 
 @torch.no_grad()
 def sequence_log_probs(
-    model: nn.Module, src: Tensor, src_len: Tensor, hyps: list[list[int]], *, bos: int, eos: int
+    model: nn.Module,
+    src: Tensor,
+    src_len: Tensor,
+    hyps: list[list[int]],
+    *,
+    bos: int,
+    eos: int,
+    rows: Tensor | None = None,
 ) -> Tensor:
-    """``log P(hyp + EOS | src)`` for each row, by teacher forcing: ``-> (N,)``.
+    """``log P(hyp + EOS | src)`` for each hypothesis, by teacher forcing: ``-> (N,)``.
 
-    ``src (N, S)`` holds each hypothesis' source; ``model(src, src_len, tgt_in)``
-    returns per-step logits or log-probabilities ``(N, T, V)`` (a
+    ``src (B, S)`` is encoded once; hypothesis ``n`` belongs to source
+    ``rows[n]`` (default: ``n``, one hypothesis per source).  ``model`` is a
     :class:`~seqlab.seq2seq.model.Seq2Seq` or an
-    :class:`~seqlab.seq2seq.ensemble.Ensemble`).
+    :class:`~seqlab.seq2seq.ensemble.Ensemble`: ``encode``,
+    ``reorder_state`` and ``teacher_force`` returning per-step logits or
+    log-probabilities ``(N, T, V)``.
     """
-    if len(hyps) != src.shape[0]:
-        raise ValueError(f"{len(hyps)} hypotheses for {src.shape[0]} sources")
+    if rows is None:
+        rows = torch.arange(src.shape[0], device=src.device)
+    if len(hyps) != rows.shape[0]:
+        raise ValueError(f"{len(hyps)} hypotheses for {rows.shape[0]} rows")
     T = max(len(h) for h in hyps) + 1
     tgt_in = torch.full((len(hyps), T), eos, dtype=torch.long, device=src.device)
     tgt_out = torch.full_like(tgt_in, eos)
@@ -49,7 +60,8 @@ def sequence_log_probs(
             tgt_in[i, 1 : len(h) + 1] = torch.tensor(h, device=src.device)
             tgt_out[i, : len(h)] = torch.tensor(h, device=src.device)
         mask[i, : len(h) + 1] = True
-    out, _ = model(src, src_len, tgt_in)
+    state = model.reorder_state(model.encode(src, src_len), rows)
+    out, _ = model.teacher_force(tgt_in, state)
     token_lp = torch.log_softmax(out.float(), dim=-1).gather(2, tgt_out.unsqueeze(2)).squeeze(2)  # (N, T)
     return token_lp.masked_fill(~mask, 0.0).sum(dim=1)
 
@@ -109,9 +121,8 @@ def bidirectional_candidates(
     if not flat:
         empty = [torch.empty(0) for _ in pools]
         return Candidates(pools, empty, empty)
-    src_rows, len_rows = src[rows], src_len[rows]
-    fwd_lp = sequence_log_probs(l2r, src_rows, len_rows, flat, bos=bos, eos=eos).cpu()
-    bwd_lp = sequence_log_probs(r2l, src_rows, len_rows, [h[::-1] for h in flat], bos=bos, eos=eos).cpu()
+    fwd_lp = sequence_log_probs(l2r, src, src_len, flat, bos=bos, eos=eos, rows=rows).cpu()
+    bwd_lp = sequence_log_probs(r2l, src, src_len, [h[::-1] for h in flat], bos=bos, eos=eos, rows=rows).cpu()
     sizes = [len(pool) for pool in pools]
     return Candidates(pools, list(fwd_lp.split(sizes)), list(bwd_lp.split(sizes)))
 
