@@ -285,7 +285,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python benchmarks/cells.py``; ``seqlab bench cells`` declares the same ones."""
+    """The options of ``python benchmarks/cells.py`` and of ``seqlab bench cells``."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
     parser.add_argument("--repeats", type=_positive_int, help="timed rounds per shape (default: 15, quick: 3)")
     parser.add_argument("--quick", action="store_true",

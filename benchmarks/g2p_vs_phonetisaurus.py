@@ -16,13 +16,17 @@ What is measured here, in this run:
   with ``phonetisaurus-apply``'s defaults (1-best, beam 10000), model loading
   excluded.  Phonetisaurus is single-threaded.
 - seqlab: ``G2PModel.pronounce`` greedy and with beam 5 on one torch thread,
-  model loading excluded.
+  model loading excluded; the same again with int8 compute
+  (``G2PModel.quantized``, ``torch.ao`` dynamic quantisation) unless
+  ``--no-int8``; and a single trained model (``--member DIR``) beside the
+  ensemble, to show what the ensemble costs and buys.
 
 seqlab's training time is *not* measured here: it is read from the
 checkpoint's metadata or from the run's ``log.csv`` (``--run-log``).
 
 Usage:
-    python benchmarks/g2p_vs_phonetisaurus.py [--checkpoint DIR] [--run-log FILE]
+    python benchmarks/g2p_vs_phonetisaurus.py [--checkpoint DIR] [--member DIR] [--no-int8] [--run-log FILE]
+    seqlab bench g2p [same options]
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ THREADS = 1  # torch threads for seqlab decoding; Phonetisaurus has only one
 BEAMS = (1, 5)
 # phonetisaurus-apply's defaults: 1-best, beam 10000, n-best threshold 99.
 PS_NBEST, PS_BEAM, PS_THRESH = 1, 10000, 99.0
-REGENERATE = "python benchmarks/g2p_vs_phonetisaurus.py"
+REGENERATE = "seqlab bench g2p --member runs/g2p-v2/best"
 
 
 def _log(message: str) -> None:
@@ -219,6 +223,13 @@ def _git_commit() -> str:
     return f"{head} (with uncommitted changes)" if dirty else head
 
 
+def _command_line() -> str:
+    """How this run was started: ``python benchmarks/...py ...`` or ``seqlab bench g2p ...``."""
+    program = Path(sys.argv[0])
+    head = ["python", program.resolve().relative_to(REPO).as_posix()] if program.suffix == ".py" else [program.name]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -299,6 +310,9 @@ def _render(r: dict[str, Any]) -> str:
         f"- Phonetisaurus: {PACKAGE} {ps['version']}, `phonetisaurus-train --seq2_del` (8-gram), "
         f"decoding {PS_NBEST}-best with beam {PS_BEAM}",
     ]
+    if r["seqlab"].get("member"):
+        lines.append(f"- seqlab single model: `{r['seqlab']['member']}`, one left-to-right model of the kind "
+                     "the ensemble averages; its train time is its own run's")
     if partial:
         lines += ["", "**Partial split (smoke test): these numbers are not comparable with full-split results.**"]
     mismatches = ps["cli_mismatches"]
@@ -315,10 +329,16 @@ def _render(r: dict[str, Any]) -> str:
         "- decode words/s: test words divided by the wall time of decoding them all, after one warm-up call, "
         "model loading excluded. Phonetisaurus: one `Phoneticize` call per word through its Python bindings, "
         "phones looked up as strings; seqlab: `G2PModel.pronounce` (length-sorted batches of 256).",
+        "- beam 5: the ensemble's left-to-right members search, its right-to-left members rescore the pooled "
+        "n-best lists (`seqlab.seq2seq.rerank`); a single model's beam search has no rescoring.",
         f"- cross-check: one `phonetisaurus-g2pfst --wordlist` process decoded the same words at "
         f"{ps['cli_words_per_second']:,.0f} words/s including process start and model load, and "
         f"{agreement}.",
         f"- words with no Phonetisaurus output (scored as wrong): {ps['no_output']}.",
+        *(["- int8: the same model computing its matrix products in int8 (`G2PModel.quantized()`: "
+           "`torch.ao` dynamic quantisation of the Linear and LSTM layers, weights quantised once, "
+           "activations at each call); the WER difference to the float32 row is its cost."]
+          if r["seqlab"].get("int8") else []),
         "",
         f"Regenerate with `{REGENERATE}` (this run: `{r['command']}`).",
         "",
@@ -326,7 +346,20 @@ def _render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _systems(model: G2PModel, args: argparse.Namespace) -> list[tuple[str, G2PModel, dict[str, Any]]]:
+    """(name, model, its checkpoint metadata) for every seqlab system decoded in this run."""
+    members = len(model.meta.get("members", ()))
+    systems = [(f"seqlab ({members}-model ensemble)" if members else "seqlab", model, model.meta)]
+    if args.member is not None:
+        _log(f"loading single model {args.member}")
+        single = G2PModel.from_checkpoint(args.member)
+        systems.append(("seqlab (one model)", single, single.meta))
+    if args.int8:
+        systems = [v for name, m, meta in systems for v in ((name, m, meta), (f"{name}, int8", m.quantized(), meta))]
+    return systems
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     data = load_g2p()
     train = data["train"][: args.train_words or None]
     test = data["test"][: args.test_words or None]
@@ -350,19 +383,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              "decode_seconds": ps_seconds, "words_per_second": len(words) / ps_seconds}]
 
     torch.set_num_threads(THREADS)
-    for beam in BEAMS:
-        _log(f"seqlab decoding, beam {beam}")
-        hyps, seconds = _decode_seqlab(model, words, beam)
-        wer, per = wer_per(hyps, refs)
-        name = f"seqlab ({len(model.meta['members'])}-model ensemble)" if "members" in model.meta else "seqlab"
-        rows.append({"system": f"{name} greedy" if beam == 1 else f"{name} beam {beam}", "wer": wer, "per": per,
-                     "train_seconds": train_seconds, "decode_seconds": seconds,
-                     "words_per_second": len(words) / seconds})
+    for name, system, meta in _systems(model, args):
+        seconds_trained = train_seconds if meta is model.meta else _seqlab_train_time(meta, None)[0]
+        for beam in BEAMS:
+            _log(f"{name}: decoding, beam {beam}")
+            hyps, seconds = _decode_seqlab(system, words, beam)
+            wer, per = wer_per(hyps, refs)
+            rows.append({"system": f"{name} greedy" if beam == 1 else f"{name} beam {beam}", "wer": wer,
+                         "per": per, "train_seconds": seconds_trained, "decode_seconds": seconds,
+                         "words_per_second": len(words) / seconds})
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _git_commit(),
-        "command": shlex.join(["python", *sys.argv]),
+        "command": _command_line(),
         "machine": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
         "split": {"train_words": len(train), "train_words_total": len(data["train"]),
@@ -375,50 +409,63 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seqlab": {"checkpoint": str(args.checkpoint),
                    "epoch": model.meta.get("epoch") or "/".join(str(m.get("epoch", "?")) for m in model.meta["members"]),
                    "train_words": (model.meta.get("config") or model.meta["members"][0]["config"]).get("train_words"),
-                   "train_time_source": train_source},
+                   "train_time_source": train_source,
+                   "member": str(args.member) if args.member is not None else None,
+                   "int8": args.int8},
         "rows": rows,
     }
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """This benchmark's options (also those of ``seqlab bench g2p``)."""
     p.add_argument("--checkpoint", type=Path, default=REPO / "src/seqlab/pretrained/g2p",
                    help="seqlab G2P checkpoint folder (default: the shipped model)")
+    p.add_argument("--member", type=Path,
+                   help="also decode this single-model checkpoint (e.g. runs/g2p-v2/best), to set beside the ensemble")
+    p.add_argument("--no-int8", dest="int8", action="store_false",
+                   help="skip the int8-compute rows (torch.ao dynamic quantisation of each seqlab system)")
     p.add_argument("--run-log", type=Path, help="log.csv of the run that trained the checkpoint (for its train time)")
     p.add_argument("--train-words", type=int, default=0, help="first N train words only (0 = all; smoke tests)")
     p.add_argument("--test-words", type=int, default=0, help="first N test words only (0 = all; smoke tests)")
     p.add_argument("--out", type=Path, default=REPO / "docs/results/g2p_vs_phonetisaurus.md",
                    help="markdown report; the JSON goes beside it")
     p.add_argument("--workdir", type=Path, help="keep Phonetisaurus files here (default: a temporary folder)")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Measure, write the report and its JSON (and the README table after a full run); returns the files."""
     if args.train_words < 0 or args.test_words < 0:
-        p.error("--train-words and --test-words must be >= 0")
-    if args.run_log is not None and not args.run_log.is_file():
-        p.error(f"--run-log {args.run_log}: no such file")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            result = run(args)
-        else:
-            with tempfile.TemporaryDirectory(prefix="g2p-bench-") as tmp:
-                args.workdir = Path(tmp)
-                result = run(args)
-    except SeqlabError as err:
-        print(f"error: {err}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
-        return 1
+        raise SeqlabError("--train-words and --test-words must be >= 0")
+    for option, path in (("--run-log", args.run_log), ("--member", args.member)):
+        if path is not None and not path.exists():
+            raise SeqlabError(f"{option} {path}: no such file or folder")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        result = measure(args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="g2p-bench-") as tmp:
+            args.workdir = Path(tmp)
+            result = measure(args)
+    written = [args.out, args.out.with_suffix(".json")]
     atomic_write_bytes(args.out, _render(result).encode())
-    atomic_write_bytes(args.out.with_suffix(".json"), (json.dumps(result, indent=2) + "\n").encode())
-    _log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    atomic_write_bytes(written[1], (json.dumps(result, indent=2) + "\n").encode())
     s = result["split"]
     full = s["train_words"] == s["train_words_total"] and s["test_words"] == s["test_words_total"]
     if full and args.out.resolve() == (REPO / "docs/results/g2p_vs_phonetisaurus.md").resolve():
         if _update_readme(result, REPO / "README.md", args.out.resolve()):
-            _log("updated the comparison table in README.md")
+            written.append(REPO / "README.md")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    try:
+        for path in run(p.parse_args(argv)):
+            _log(f"wrote {path}")
+    except SeqlabError as err:
+        print(f"error: {err}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
+        return 1
     return 0
 
 

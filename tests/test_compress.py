@@ -27,3 +27,66 @@ def test_int8_round_trip_is_within_half_a_step_per_row():
 def test_zero_rows_stay_zero():
     back = dequantize_state(quantize_state({"w": torch.zeros(3, 4)}))
     assert torch.equal(back["w"], torch.zeros(3, 4))
+
+
+# ---------------------------------------------------------------- int8 compute
+
+def _seq2seq(seed: int = 0):
+    from seqlab.seq2seq.model import ModelConfig, Seq2Seq
+
+    torch.manual_seed(seed)
+    config = ModelConfig(emb_size=8, enc_hidden=12, enc_layers=2, dec_hidden=16, attention="general",
+                         input_feeding=False)
+    return Seq2Seq(9, 7, config).eval()
+
+
+def test_int8_lstm_follows_the_float_layer_and_keeps_padding_zero():
+    from seqlab.compress.dynamic import Int8LSTM
+    from seqlab.nn import Recurrent
+
+    torch.manual_seed(0)
+    rnn = Recurrent("lstm", 6, 10, 2, batch_first=True, bidirectional=True).eval()
+    x, lengths = torch.randn(4, 7, 6), torch.tensor([7, 3, 5, 1])
+    q = Int8LSTM(rnn)
+    with torch.no_grad():
+        want, (h, c) = rnn(x, lengths=lengths)
+        got, (qh, qc) = q(x, lengths=lengths)
+    assert got.shape == want.shape and qh.shape == h.shape and qc.shape == c.shape
+    torch.testing.assert_close(got, want, atol=0.03, rtol=0)
+    torch.testing.assert_close(qh, h, atol=0.03, rtol=0)
+    assert bool((got[1, 3:] == 0).all()) and bool((got[3, 1:] == 0).all())
+    # The per-step cells (for decoders) follow the float cells too.
+    zeros = (torch.zeros(4, 10), torch.zeros(4, 10))
+    state, q_state = zeros, zeros
+    with torch.no_grad():
+        for t in range(7):
+            state = rnn.cells[0].step(rnn.cells[0].project(x[:, t]), state)
+            q_state = q.cells[0].step(q.cells[0].project(x[:, t]), q_state)
+    torch.testing.assert_close(q_state, state, atol=0.03, rtol=0)
+
+
+def test_quantized_seq2seq_scores_like_the_float_model_and_leaves_it_alone():
+    from torch import nn
+
+    from seqlab.compress import quantize_dynamic
+
+    model = _seq2seq()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = quantize_dynamic(model)
+    assert not any(isinstance(m, nn.Linear) for m in q.modules())
+    src, src_len = torch.randint(4, 9, (5, 6)), torch.tensor([6, 2, 4, 5, 1])
+    tgt = torch.randint(3, 7, (5, 4))
+    with torch.no_grad():
+        want, weights = model(src, src_len, tgt)
+        got, q_weights = q(src, src_len, tgt)
+        torch.testing.assert_close(got, want, atol=0.05, rtol=0)
+        torch.testing.assert_close(q_weights.sum(-1), torch.ones(5, 4))
+        state, q_state = model.encode(src, src_len), q.encode(src, src_len)
+        lp, _ = model.step(tgt[:, 0], state)
+        q_lp, _ = q.step(tgt[:, 0], q_state)
+        torch.testing.assert_close(q_lp, lp, atol=0.05, rtol=0)
+        result = q.generate(src, src_len, beam=2, bos=1, eos=2, max_len=6)
+    assert len(result.tokens) == 5
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.requires_grad for p in model.parameters())

@@ -72,10 +72,11 @@ def test_g2p_command_bad_input_is_one_line(checkpoint, word, message):
     assert run.stderr.startswith("seqlab: error:")
 
 
-def test_predict_command(checkpoint, tmp_path):
+@pytest.mark.parametrize("compute", [[], ["--int8-compute"]])
+def test_predict_command(checkpoint, tmp_path, compute):
     (tmp_path / "in.txt").write_text("abc\n\nHEAD\ncafé\n")
     run = _seqlab("predict", "g2p", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.tsv"),
-                  "--checkpoint", str(checkpoint), "--beam", "3")
+                  "--checkpoint", str(checkpoint), "--beam", "3", *compute)
     assert run.returncode == 0, run.stderr
     rows = [line.split("\t") for line in (tmp_path / "out.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == ["abc", "HEAD", "café"] and all(len(r) == 2 for r in rows)
@@ -105,3 +106,22 @@ def test_shipped_model_pronounces_hello_world():
     for line, word in zip(run.stdout.splitlines(), ["hello", "world"], strict=True):
         printed, phones = line.split("\t")
         assert printed == word and tuple(phones.split()) in lexicon[word]
+
+
+def test_bench_g2p_decodes_each_model_in_float32_and_int8(checkpoint):
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "g2p_vs_phonetisaurus.py"
+    spec = importlib.util.spec_from_file_location("bench_g2p", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = G2PModel.from_checkpoint(checkpoint)
+    systems = bench._systems(model, argparse.Namespace(member=checkpoint, int8=True))
+    assert [name for name, _, _ in systems] == ["seqlab", "seqlab, int8", "seqlab (one model)",
+                                                "seqlab (one model), int8"]
+    words = ["abc", "hgfe", "dd"]
+    for _, system, meta in systems:
+        assert meta["task"] == "g2p"
+        assert all(len(p) > 0 for p in system.pronounce(words, beam=2))

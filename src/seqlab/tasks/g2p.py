@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..compress import dequantize_state, quantize_state
+from ..compress import dequantize_state, quantize_dynamic, quantize_state
 from ..config import config_from_dict
 from ..data import Vocab, bucket_batches, load_g2p, pad_sequences
 from ..errors import SeqlabError
@@ -161,6 +161,13 @@ class G2PModel:
             rescorer=_combine(r2l) if r2l else None,
             rescore_weight=float(meta.get("rescore_weight", 0.5)),
         )
+
+    def quantized(self) -> G2PModel:
+        """A copy computing in int8 on the CPU (``seqlab.compress.quantize_dynamic``): faster, slightly less exact."""
+        rescorer = quantize_dynamic(self.rescorer) if self.rescorer is not None else None
+        meta = {**self.meta, "compute": "int8"}
+        return G2PModel(quantize_dynamic(self.model), self.letters, self.phones, meta,
+                        rescorer=rescorer, rescore_weight=self.rescore_weight)
 
     def _encode(self, words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_sequences([self.letters.encode(list(w)) for w in words], self.letters.pad)
