@@ -36,11 +36,13 @@ def sequence_log_probs(
     bos: int,
     eos: int,
     rows: Tensor | None = None,
+    state=None,
 ) -> Tensor:
     """``log P(hyp + EOS | src)`` for each hypothesis, by teacher forcing: ``-> (N,)``.
 
-    ``src (B, S)`` is encoded once; hypothesis ``n`` belongs to source
-    ``rows[n]`` (default: ``n``, one hypothesis per source).  ``model`` is a
+    ``src (B, S)`` is encoded once (or ``state``, ``model.encode(src, src_len)``,
+    is reused); hypothesis ``n`` belongs to source ``rows[n]`` (default:
+    ``n``, one hypothesis per source).  ``model`` is a
     :class:`~seqlab.seq2seq.model.Seq2Seq` or an
     :class:`~seqlab.seq2seq.ensemble.Ensemble`: ``encode``,
     ``reorder_state`` and ``teacher_force`` returning per-step logits or
@@ -60,7 +62,9 @@ def sequence_log_probs(
             tgt_in[i, 1 : len(h) + 1] = torch.tensor(h, device=src.device)
             tgt_out[i, : len(h)] = torch.tensor(h, device=src.device)
         mask[i, : len(h) + 1] = True
-    state = model.reorder_state(model.encode(src, src_len), rows)
+    if state is None:
+        state = model.encode(src, src_len)
+    state = model.reorder_state(state, rows)
     out, _ = model.teacher_force(tgt_in, state)
     token_lp = torch.log_softmax(out.float(), dim=-1).gather(2, tgt_out.unsqueeze(2)).squeeze(2)  # (N, T)
     return token_lp.masked_fill(~mask, 0.0).sum(dim=1)
@@ -104,10 +108,14 @@ def bidirectional_candidates(
     beam: int,
     length_penalty: float = 1.0,
 ) -> Candidates:
-    """Beam-search both models, pool their n-best lists, score every candidate with both."""
+    """Beam-search both models, pool their n-best lists, score every candidate with both.
+
+    Each model encodes the source once, for its search and its scoring.
+    """
     options = dict(bos=bos, eos=eos, beam=beam, length_penalty=length_penalty)
-    forward: SearchResult = generate(l2r, src, src_len, **options)
-    backward: SearchResult = generate(r2l, src, src_len, **options)
+    l2r_state, r2l_state = l2r.encode(src, src_len), r2l.encode(src, src_len)
+    forward: SearchResult = generate(l2r, src, src_len, state=l2r_state, **options)
+    backward: SearchResult = generate(r2l, src, src_len, state=r2l_state, **options)
     pools: list[list[list[int]]] = []
     for fwd, bwd in zip(forward.nbest, backward.nbest):
         seen: dict[tuple[int, ...], None] = {}
@@ -121,8 +129,9 @@ def bidirectional_candidates(
     if not flat:
         empty = [torch.empty(0) for _ in pools]
         return Candidates(pools, empty, empty)
-    fwd_lp = sequence_log_probs(l2r, src, src_len, flat, bos=bos, eos=eos, rows=rows).cpu()
-    bwd_lp = sequence_log_probs(r2l, src, src_len, [h[::-1] for h in flat], bos=bos, eos=eos, rows=rows).cpu()
+    fwd_lp = sequence_log_probs(l2r, src, src_len, flat, bos=bos, eos=eos, rows=rows, state=l2r_state).cpu()
+    reverse = [h[::-1] for h in flat]
+    bwd_lp = sequence_log_probs(r2l, src, src_len, reverse, bos=bos, eos=eos, rows=rows, state=r2l_state).cpu()
     sizes = [len(pool) for pool in pools]
     return Candidates(pools, list(fwd_lp.split(sizes)), list(bwd_lp.split(sizes)))
 

@@ -79,12 +79,15 @@ def generate(
     beam: int = 1,
     max_len: int | Tensor | None = None,
     length_penalty: float = 1.0,
+    state: State | None = None,
 ) -> SearchResult:
     """Encode a source batch and decode it: greedy when ``beam == 1``, else beam search.
 
-    ``max_len`` defaults to ``2 * src_len + 5`` per sentence.
+    ``max_len`` defaults to ``2 * src_len + 5`` per sentence.  ``state``:
+    ``model.encode(src, src_len)`` when the caller has it already.
     """
-    state = model.encode(src, src_len)
+    if state is None:
+        state = model.encode(src, src_len)
     if max_len is None:
         max_len = 2 * src_len + 5
     kwargs = dict(batch_size=src.shape[0], bos=bos, eos=eos, max_len=max_len, device=src.device)
