@@ -37,10 +37,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -52,6 +50,7 @@ from torch import nn
 
 from seqlab.checkpoint import atomic_write_bytes
 from seqlab.errors import SeqlabError
+from seqlab.provenance import cpu_name, git_commit
 from seqlab.nn import CELLS, Recurrent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,24 +175,6 @@ def _targets(name: str, row: dict[str, Any]) -> dict[str, dict[str, float | bool
 # ------------------------------------------------------------------ report
 
 
-def _git_commit() -> str | None:
-    try:
-        run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return run.stdout.strip() or None if run.returncode == 0 else None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _render(r: dict[str, Any]) -> str:
     device = r["device"]
     lines = [
@@ -260,11 +241,11 @@ def run(args: argparse.Namespace) -> list[Path]:
     record = {
         "device": device.type,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(),
+        "commit": git_commit(REPO),
         "command": "seqlab bench cells" + (f" --device {device.type}" if device.type != "cpu" else "")
         + (" --quick" if args.quick else "") + (f" --repeats {args.repeats}" if args.repeats else ""),
         "torch": torch.__version__,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "repeats": repeats,
         "warmup": warmup,

@@ -54,6 +54,7 @@ import torch
 from seqlab.checkpoint import atomic_write_bytes
 from seqlab.data import load_g2p
 from seqlab.errors import SeqlabError
+from seqlab.provenance import cpu_name, git_commit
 from seqlab.metrics import wer_per
 from seqlab.tasks.g2p import G2PModel
 
@@ -211,33 +212,11 @@ def _decode_seqlab(model: G2PModel, words: list[str], beam: int) -> tuple[list[l
 # -------------------------------------------------------------------- report
 
 
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        # --no-optional-locks: do not let `git status` refresh (write) the index.
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head} (with uncommitted changes)" if dirty else head
-
-
 def _command_line() -> str:
     """How this run was started: ``python benchmarks/...py ...`` or ``seqlab bench g2p ...``."""
     program = Path(sys.argv[0])
     head = ["python", program.resolve().relative_to(REPO).as_posix()] if program.suffix == ".py" else [program.name]
     return shlex.join([*head, *sys.argv[1:]])
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _duration(seconds: float | None) -> str:
@@ -395,9 +374,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(),
+        "commit": git_commit(REPO),
         "command": _command_line(),
-        "machine": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
         "split": {"train_words": len(train), "train_words_total": len(data["train"]),
                   "train_prons": sum(len(p) for _, p in train), "test_words": len(words),

@@ -45,6 +45,7 @@ import torch
 
 from seqlab.checkpoint import atomic_write_bytes
 from seqlab.data import load_g2p
+from seqlab.provenance import cpu_name, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_REQUESTS = 100
@@ -127,21 +128,6 @@ def _summary(requests: list[list[str]], latencies: list[float], errors: Counter,
     return out
 
 
-def _git_commit() -> str:
-    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    return run.stdout.strip() or "unknown"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -179,8 +165,8 @@ def main() -> int:
         "# `seqlab serve` under load",
         "",
         f"- date: {now}",
-        f"- git commit: {_git_commit()}",
-        f"- machine: {_cpu_name()}, {os.cpu_count()} CPUs; Python {platform.python_version()}, "
+        f"- git commit: {git_commit(REPO)}",
+        f"- machine: {cpu_name()}, {os.cpu_count()} CPUs; Python {platform.python_version()}, "
         f"torch {torch.__version__}; server and clients on the same machine",
         f"- server: `seqlab serve --beam {args.beam}`, shipped model, {args.threads} torch thread(s), one uvicorn "
         "worker; clients: one asyncio process (httpx)",

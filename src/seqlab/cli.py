@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
 from .errors import SeqlabError
+from .provenance import git_commit
 
 __all__ = ["main", "build_parser"]
 
@@ -25,14 +25,6 @@ __all__ = ["main", "build_parser"]
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def _git_commit() -> str | None:
-    try:
-        run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return run.stdout.strip() or None if run.returncode == 0 else None
 
 
 def _percent(x: float) -> str:
@@ -117,7 +109,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "model": "shipped" if shipped else str(args.checkpoint),
             "results": results,
             "date": datetime.date.today().isoformat(),
-            "commit": _git_commit(),
+            "commit": git_commit(),
             "command": "seqlab " + " ".join(sys.argv[1:]),
             "training": {k: model.meta[k] for k in ("epoch", "metrics", "train_seconds") if k in model.meta},
             "members": [

@@ -36,8 +36,6 @@ import csv
 import datetime
 import json
 import math
-import platform
-import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,6 +49,7 @@ from ..config import config_from_dict
 from ..errors import SeqlabError
 from ..memory.ntm import NTM, NTMConfig
 from ..nn import Recurrent
+from ..provenance import cpu_name, git_commit
 from ..train import TrainConfig, Trainer, TrainResult
 
 __all__ = [
@@ -523,16 +522,12 @@ def _require_runs(runs_dir: Path, names: dict[str, str], family: str) -> None:
 
 def _report_header(title: str, commands: list[str]) -> list[str]:
     """Title, how the page was made, and the commands that reproduce it."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
+    commit = git_commit()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# {title}",
         "",
-        f"Written by `{commands[-1]}` on {now} (git commit {commit}; {platform.processor() or platform.machine()}, "
+        f"Written by `{commands[-1]}` on {now} (git commit {commit}; {cpu_name()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) for the evaluation). "
         "Every number below comes from that command, except what is marked **paper**: that is what the paper "
         "reports.",
