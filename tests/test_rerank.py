@@ -102,9 +102,15 @@ def test_right_to_left_member_rescores_the_ensemble(tiny_task, tmp_path):
         both.phones.decode(h) for h in found.best(0.0)]  # deterministic
 
     data = synthetic_g2p()
-    tuning = tune_rescore_weight(both, "dev", beam=3, weights=(0.0, 0.5, 1.0), data=data, log=lambda *_: None)
-    assert set(tuning["wer"]) == {"0", "0.5", "1"} and tuning["weight"] in (0.0, 0.5, 1.0)
-    assert tuning["wer"][f"{tuning['weight']:g}"] == min(tuning["wer"].values())
+    tuning = tune_rescore_weight(both, "dev", beam=3, weights=(0.0, 0.5, 1.0), length_penalties=(0.5, 1.0),
+                                 data=data, log=lambda *_: None)
+    assert set(tuning["wer"]) == {f"w={w} a={a}" for w in ("0", "0.5", "1") for a in ("0.5", "1")}
+    assert tuning["weight"] in (0.0, 0.5, 1.0) and tuning["length_penalty"] in (0.5, 1.0)
+    assert tuning["wer"][f"w={tuning['weight']:g} a={tuning['length_penalty']:g}"] == min(tuning["wer"].values())
+    meta = save_ensemble([forward, backward], tmp_path / "tuned", rescore_weight=0.3, rescore_length_penalty=0.5)
+    tuned = G2PModel.from_checkpoint(tmp_path / "tuned")
+    assert meta["rescore_length_penalty"] == tuned.rescore_length_penalty == 0.5
+    assert tuned.pronounce(words, beam=3) == [both.phones.decode(h) for h in found.best(0.3, 0.5)]
 
     with pytest.raises(SeqlabError, match="no right-to-left"):
         single.candidates(words)

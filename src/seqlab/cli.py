@@ -183,15 +183,16 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
     dtype = torch.int8 if args.int8 else torch.float16 if args.float16 else torch.float32
     weight = 0.5 if args.rescore_weight is None else args.rescore_weight
-    meta = g2p.save_ensemble(args.checkpoints, args.output, dtype=dtype, rescore_weight=weight)
+    meta = g2p.save_ensemble(args.checkpoints, args.output, dtype=dtype, rescore_weight=weight,
+                             rescore_length_penalty=args.length_penalty)
     backward = sum(bool(m["config"].get("reverse_target")) for m in meta["members"])
     if backward and args.rescore_weight is None:
         tuning = g2p.tune_rescore_weight(g2p.G2PModel.from_checkpoint(args.output), beam=args.tune_beam)
-        meta = g2p.save_ensemble(
-            args.checkpoints, args.output, dtype=dtype, rescore_weight=tuning["weight"], tuning=tuning
-        )
+        meta = g2p.save_ensemble(args.checkpoints, args.output, dtype=dtype, rescore_weight=tuning["weight"],
+                                 rescore_length_penalty=tuning["length_penalty"], tuning=tuning)
     print(f"wrote an ensemble of {len(meta['members'])} models to {args.output} ({meta['dtype']})"
-          + (f"; {backward} right-to-left rescoring with weight {meta['rescore_weight']:g}" if backward else ""))
+          + (f"; {backward} right-to-left, rescoring with weight {meta['rescore_weight']:g} and length penalty "
+             f"{meta['rescore_length_penalty']:g}" if backward else ""))
     return 0
 
 
@@ -366,8 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "the model still computes in float32")
     ensemble.add_argument("--rescore-weight", type=float, metavar="W",
                           help="weight of right-to-left members (reverse_target=true) when they rescore the "
-                          "n-best lists of beam search (default: the weight in 0, 0.1, ..., 1 with the "
-                          "lowest dev WER)")
+                          "n-best lists of beam search (default: tune it with the length penalty: the pair "
+                          "in weights 0, 0.1, ..., 1 x penalties 0.6, 0.8, ..., 1.4 with the lowest dev WER)")
+    ensemble.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
+                          help="with --rescore-weight: alpha of the |Y|^alpha length normalisation of the "
+                          "rescored candidates (default: 1.0)")
     ensemble.add_argument("--tune-beam", type=_positive_int, default=5,
                           help="beam size for tuning the rescoring weight (default: 5)")
     ensemble.set_defaults(func=_cmd_ensemble)

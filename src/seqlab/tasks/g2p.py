@@ -30,7 +30,7 @@ from ..errors import SeqlabError
 from ..metrics import wer_per
 from ..seq2seq.ensemble import Ensemble
 from ..seq2seq.model import ModelConfig, Seq2Seq
-from ..seq2seq.rerank import Candidates, bidirectional_candidates, rerank
+from ..seq2seq.rerank import Candidates, bidirectional_candidates
 from ..train import TrainConfig, Trainer, TrainResult
 
 __all__ = [
@@ -113,6 +113,7 @@ class G2PModel:
         *,
         rescorer: Seq2Seq | Ensemble | None = None,
         rescore_weight: float = 0.5,
+        rescore_length_penalty: float = 1.0,
     ) -> None:
         self.model = model.eval()
         self.letters = letters
@@ -123,6 +124,8 @@ class G2PModel:
         # Right-to-left members that rescore the n-best lists of beam search (seqlab.seq2seq.rerank).
         self.rescorer = rescorer.eval() if rescorer is not None else None
         self.rescore_weight = rescore_weight
+        # α of the combined score's length normalisation |Y|^α (beam search itself keeps α = 1).
+        self.rescore_length_penalty = rescore_length_penalty
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path) -> G2PModel:
@@ -160,14 +163,15 @@ class G2PModel:
             meta,
             rescorer=_combine(r2l) if r2l else None,
             rescore_weight=float(meta.get("rescore_weight", 0.5)),
+            rescore_length_penalty=float(meta.get("rescore_length_penalty", 1.0)),
         )
 
     def quantized(self) -> G2PModel:
         """A copy computing in int8 on the CPU (``seqlab.compress.quantize_dynamic``): faster, slightly less exact."""
         rescorer = quantize_dynamic(self.rescorer) if self.rescorer is not None else None
         meta = {**self.meta, "compute": "int8"}
-        return G2PModel(quantize_dynamic(self.model), self.letters, self.phones, meta,
-                        rescorer=rescorer, rescore_weight=self.rescore_weight)
+        return G2PModel(quantize_dynamic(self.model), self.letters, self.phones, meta, rescorer=rescorer,
+                        rescore_weight=self.rescore_weight, rescore_length_penalty=self.rescore_length_penalty)
 
     def _encode(self, words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_sequences([self.letters.encode(list(w)) for w in words], self.letters.pad)
@@ -189,7 +193,8 @@ class G2PModel:
         ids = dict(bos=self.phones.bos, eos=self.phones.eos)
         if self.rescorer is None or beam == 1:
             return self.model.generate(src, src_len, beam=beam, **ids).tokens
-        return rerank(self.model, self.rescorer, src, src_len, beam=beam, weight=self.rescore_weight, **ids)
+        found = bidirectional_candidates(self.model, self.rescorer, src, src_len, beam=beam, **ids)
+        return found.best(self.rescore_weight, self.rescore_length_penalty)
 
     @torch.no_grad()
     def candidates(self, words: list[str], *, beam: int = 5, batch_size: int = 256) -> Candidates:
@@ -356,6 +361,7 @@ def save_ensemble(
     *,
     dtype: torch.dtype = torch.float32,
     rescore_weight: float = 0.5,
+    rescore_length_penalty: float = 1.0,
     tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Combine trained G2P checkpoints into one ensemble checkpoint folder; returns its meta.
@@ -365,11 +371,14 @@ def save_ensemble(
     matrices as int8 with a scale per row (:mod:`seqlab.compress.quant`,
     about a quarter of float32); weights are cast back to float32 when loaded.  Right-to-left members (``reverse_target``) do not
     join the step-wise average: they rescore beam search's n-best lists with
-    weight ``rescore_weight`` (:mod:`seqlab.seq2seq.rerank`); ``tuning`` (the
-    output of :func:`tune_rescore_weight`) is kept in the metadata.
+    weight ``rescore_weight`` and length penalty ``rescore_length_penalty``
+    (:mod:`seqlab.seq2seq.rerank`); ``tuning`` (the output of
+    :func:`tune_rescore_weight`) is kept in the metadata.
     """
     if not 0.0 <= rescore_weight <= 1.0:
         raise SeqlabError(f"rescore weight must be in [0, 1], got {rescore_weight}")
+    if not 0.0 <= rescore_length_penalty <= 3.0:
+        raise SeqlabError(f"rescore length penalty must be in [0, 3], got {rescore_length_penalty}")
     tuning = tuning or {}
     if len(checkpoints) < 2:
         raise SeqlabError("an ensemble needs at least two checkpoints")
@@ -397,6 +406,7 @@ def save_ensemble(
     }
     if any(m["config"].get("reverse_target") for m in members):
         meta["rescore_weight"] = rescore_weight
+        meta["rescore_length_penalty"] = rescore_length_penalty
         if tuning:
             meta["rescore_tuning"] = tuning
     if dtype == torch.int8:
@@ -406,6 +416,7 @@ def save_ensemble(
 
 
 RESCORE_WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
+RESCORE_LENGTH_PENALTIES = (0.6, 0.8, 1.0, 1.2, 1.4)
 
 
 def tune_rescore_weight(
@@ -414,13 +425,16 @@ def tune_rescore_weight(
     *,
     beam: int = 5,
     weights: tuple[float, ...] = RESCORE_WEIGHTS,
+    length_penalties: tuple[float, ...] = RESCORE_LENGTH_PENALTIES,
     data: dict[str, list] | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """Pick the right-to-left rescoring weight with the lowest WER on a held-out split.
+    """Pick the right-to-left rescoring weight and length penalty with the lowest WER on a held-out split.
 
-    Both directions' n-best lists are searched once; each weight only
-    re-ranks them.  Returns ``{"weight", "split", "words", "beam", "wer": {w: WER}}``.
+    Both directions' n-best lists are searched once; each (weight, length
+    penalty) pair only re-ranks them.  Returns ``{"weight", "length_penalty",
+    "split", "words", "beam", "wer": {"w=W a=A": WER}}``; ties go to the pair
+    nearest (0.5, 1.0).
     """
     data = data if data is not None else load_g2p()
     words = [w for w, _ in data[split]]
@@ -429,11 +443,16 @@ def tune_rescore_weight(
     found = model.candidates(words, beam=beam)
     log(f"rescoring: {len(words):,} {split} words searched in both directions in {time.perf_counter() - start:.0f} s")
     table = {}
-    for w in weights:
-        table[f"{w:g}"] = wer_per([model.phones.decode(t) for t in found.best(w)], refs)[0]
-        log(f"  weight {w:g}: {split} WER {100 * table[f'{w:g}']:.2f}%")
-    best = min(weights, key=lambda w: (table[f"{w:g}"], abs(w - 0.5)))
-    return {"weight": best, "split": split, "words": len(words), "beam": beam, "wer": table}
+    for a in length_penalties:
+        for w in weights:
+            table[f"w={w:g} a={a:g}"] = wer_per([model.phones.decode(t) for t in found.best(w, a)], refs)[0]
+        row = "  ".join(f"{w:g}: {100 * table[f'w={w:g} a={a:g}']:.2f}" for w in weights)
+        log(f"  length penalty {a:g}, {split} WER (%) by weight: {row}")
+    pairs = [(w, a) for a in length_penalties for w in weights]
+    best = min(pairs, key=lambda p: (table[f"w={p[0]:g} a={p[1]:g}"], abs(p[0] - 0.5) + abs(p[1] - 1.0)))
+    log(f"  best: weight {best[0]:g}, length penalty {best[1]:g}")
+    return {"weight": best[0], "length_penalty": best[1], "split": split, "words": len(words), "beam": beam,
+            "wer": table}
 
 
 # --------------------------------------------------------------------------
