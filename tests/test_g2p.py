@@ -125,3 +125,31 @@ def test_bench_g2p_decodes_each_model_in_float32_and_int8(checkpoint):
     for _, system, meta in systems:
         assert meta["task"] == "g2p"
         assert all(len(p) > 0 for p in system.pronounce(words, beam=2))
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+def test_teacher_file_sets_the_training_targets(tmp_path, mode):
+    from conftest import TINY, synthetic_g2p
+
+    from seqlab.tasks.g2p import G2PConfig, G2PTask
+
+    data = synthetic_g2p()
+    word, prons = data["train"][0]
+    (tmp_path / "teacher.tsv").write_text(f"{word}\tA B\n\n")
+    task = G2PTask(G2PConfig(**TINY, teacher_file=str(tmp_path / "teacher.tsv"), teacher_mode=mode), data)
+    targets = {tuple(task.phones.decode(t)) for s, t in zip(task.src, task.tgt) if task.letters.decode(s) == list(word)}
+    assert targets == ({("A", "B")} if mode == "replace" else {("A", "B"), *prons})
+    others = [(s, t) for s, t in zip(task.src, task.tgt) if task.letters.decode(s) != list(word)]
+    plain = G2PTask(G2PConfig(**TINY), data)
+    assert others == [(s, t) for s, t in zip(plain.src, plain.tgt) if plain.letters.decode(s) != list(word)]
+
+
+@pytest.mark.parametrize("line, message", [("zzzzzz\tA\n", "not a training word"), ("abc\n", "expected word<TAB>")])
+def test_teacher_file_errors_name_the_line(tmp_path, line, message):
+    from conftest import TINY, synthetic_g2p
+
+    from seqlab.tasks.g2p import G2PConfig, G2PTask
+
+    (tmp_path / "teacher.tsv").write_text(line)
+    with pytest.raises(SeqlabError, match=f"teacher.tsv:1: .*{message}"):
+        G2PTask(G2PConfig(**TINY, teacher_file=str(tmp_path / "teacher.tsv")), synthetic_g2p())

