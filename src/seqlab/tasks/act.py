@@ -33,7 +33,7 @@ from __future__ import annotations
 import abc
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,6 +47,7 @@ from ..errors import SeqlabError
 from ..memory.act import ACT, Ponder
 from ..nn import CELLS, Recurrent
 from ..train import TrainConfig, Trainer, TrainResult
+from ._sampled import SampledTask
 from .ntm import _pyplot, _report_header, read_log
 
 __all__ = [
@@ -239,25 +240,14 @@ class ACTModel(nn.Module):
 # --------------------------------------------------------------------------
 
 
-class _ACTTask(abc.ABC):
-    name: str
-    input_size: int
-    output_size: int
+class _ACTTask(SampledTask):
     metric = "sequence_error"
-
-    def __init__(self, config: ACTTaskConfig) -> None:
-        self.config = config
-        self.sequences = 0  # training sequences seen (restored on resume)
-        self.eval_set = self._eval_set(torch.Generator().manual_seed(EVAL_SEED))
+    eval_seed = EVAL_SEED
 
     def _eval_set(self, g: torch.Generator) -> list[Batch]:
         """The fixed evaluation batches: ``eval_sequences`` from the training distribution."""
         total, size = self.config.eval_sequences, 500
         return [self.sample(g, min(size, total - k)) for k in range(0, total, size)]
-
-    @abc.abstractmethod
-    def sample(self, g: torch.Generator, batch: int) -> Batch:
-        """One batch from the training distribution."""
 
     @abc.abstractmethod
     def task_loss(self, logits: Tensor, batch: Batch) -> Tensor:
@@ -269,10 +259,6 @@ class _ACTTask(abc.ABC):
 
     def build_model(self) -> ACTModel:
         return ACTModel(self.input_size, self.output_size, self.config)
-
-    def train_batches(self, epoch: int) -> list[Batch]:
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return [self.sample(g, self.config.batch_size) for _ in range(self.config.batches_per_epoch)]
 
     def loss(self, model: ACTModel, batch: Batch) -> tuple[Tensor, int]:
         logits, ponder = model(batch.inputs)
@@ -293,10 +279,6 @@ class _ACTTask(abc.ABC):
             steps += float(ponder.steps.sum())
             inputs += ponder.steps.numel()
         return {"sequence_error": wrong / n, "ponder": steps / inputs, "sequences": float(self.sequences)}
-
-    def meta(self) -> dict[str, Any]:
-        return {"task": self.name, "config": asdict(self.config),
-                "input_size": self.input_size, "output_size": self.output_size}
 
 
 class ParityTask(_ACTTask):

@@ -31,12 +31,11 @@ writes ``docs/results/ntm.md`` with its plots.
 
 from __future__ import annotations
 
-import abc
 import csv
 import datetime
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,6 +50,7 @@ from ..memory.ntm import NTM, NTMConfig
 from ..nn import Recurrent
 from ..provenance import cpu_name, git_commit
 from ..train import TrainConfig, Trainer, TrainResult
+from ._sampled import SampledTask
 
 __all__ = [
     "Episode",
@@ -296,30 +296,17 @@ def episode_scores(model: nn.Module, episode: Episode) -> tuple[Tensor, Tensor]:
     return bits, errors
 
 
-class _NTMTask(abc.ABC):
-    """Batches, loss, evaluation and metadata shared by the three recipes; subclasses define the episodes."""
+class _NTMTask(SampledTask):
+    """Loss and evaluation shared by the three recipes; subclasses define the episodes.
 
-    name: str
-    input_size: int
-    output_size: int
+    ``sample(g, batch, **shape)``: keyword arguments fix an episode's shape, e.g. ``length=50``.
+    """
+
     metric = "bits"  # bits per sequence on the fixed evaluation episodes
-
-    def __init__(self, config: NTMTaskConfig) -> None:
-        self.config = config
-        self.sequences = 0  # training sequences seen so far (restored on resume by the train function)
-        g = torch.Generator().manual_seed(EVAL_SEED)
-        self.eval_set = [self.sample(g, config.eval_batch_size) for _ in range(config.eval_batches)]
-
-    @abc.abstractmethod
-    def sample(self, g: torch.Generator, batch: int) -> Episode:
-        """One batch from the training distribution (keyword arguments fix its shape, e.g. ``length=50``)."""
+    eval_seed = EVAL_SEED
 
     def build_model(self) -> nn.Module:
         return _build_model(self.config, self.input_size, self.output_size)
-
-    def train_batches(self, epoch: int) -> list[Episode]:
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return [self.sample(g, self.config.batch_size) for _ in range(self.config.batches_per_epoch)]
 
     def loss(self, model: nn.Module, batch: Episode) -> tuple[Tensor, int]:
         logits, _ = model(batch.inputs)
@@ -336,10 +323,6 @@ class _NTMTask(abc.ABC):
             b, e = episode_scores(model, episode)
             bits, errors, n = bits + float(b.sum()), errors + float(e.sum()), n + b.numel()
         return {"bits": bits / n, "bit_errors": errors / n, "sequences": float(self.sequences)}
-
-    def meta(self) -> dict[str, Any]:
-        return {"task": self.name, "config": asdict(self.config),
-                "input_size": self.input_size, "output_size": self.output_size}
 
 
 class CopyTask(_NTMTask):
