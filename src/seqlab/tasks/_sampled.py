@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["SampledTask"]
+from ..checkpoint import load_checkpoint
+from ..config import config_from_dict
+from ..errors import SeqlabError
+
+__all__ = ["SampledTask", "load_best"]
 
 
 class SampledTask(abc.ABC):
@@ -44,3 +50,21 @@ class SampledTask(abc.ABC):
     def meta(self) -> dict[str, Any]:
         return {"task": self.name, "config": asdict(self.config),
                 "input_size": self.input_size, "output_size": self.output_size}
+
+
+def load_best(folder: Path, task_classes: dict[str, tuple[type, type]]) -> tuple[nn.Module, SampledTask, dict]:
+    """``(model in eval mode, task, meta)`` of a run's best checkpoint, rebuilt from the config saved with it.
+
+    ``task_classes``: task name -> (config class, task class) of the recipes the caller accepts.
+    """
+    tensors, meta, _ = load_checkpoint(folder / "best")
+    if meta.get("task") not in task_classes:
+        raise SeqlabError(f"{folder} is a {meta.get('task')!r} run, not one of {', '.join(task_classes)}")
+    config_cls, task_cls = task_classes[meta["task"]]
+    task = task_cls(config_from_dict(config_cls, meta["config"], source=f"{folder}/best/meta.json"))
+    model = task.build_model()
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise SeqlabError(f"checkpoint {folder}/best does not match its config: {str(err).splitlines()[0]}") from None
+    return model.eval(), task, meta

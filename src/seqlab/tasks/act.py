@@ -41,13 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint
-from ..config import config_from_dict
 from ..errors import SeqlabError
 from ..memory.act import ACT, Ponder
 from ..nn import CELLS, Recurrent
 from ..train import TrainConfig, Trainer, TrainResult
-from ._sampled import SampledTask
+from ._sampled import SampledTask, load_best
 from .ntm import _pyplot, _report_header, read_log
 
 __all__ = [
@@ -438,19 +436,10 @@ def sweep_folders(runs_dir: Path, name: str) -> list[Path]:
 
 
 def _load(folder: Path) -> _Run:
-    tensors, meta, _ = load_checkpoint(folder / "best")
-    if meta.get("task") not in TASK_CLASSES:
-        raise SeqlabError(f"{folder} is a {meta.get('task')!r} run, not one of {', '.join(TASK_CLASSES)}")
-    config_cls, task_cls = TASK_CLASSES[meta["task"]]
-    config = config_from_dict(config_cls, meta["config"], source=f"{folder}/best/meta.json")
-    task = task_cls(config)
-    model = task.build_model()
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as err:
-        raise SeqlabError(f"checkpoint {folder}/best does not match its config: {str(err).splitlines()[0]}") from None
+    model, task, meta = load_best(folder, TASK_CLASSES)
+    config = task.config
     label = f"ACT, tau={config.tau:g}" if config.act else "no ACT"
-    return _Run(folder, label, config.tau if config.act else None, model.eval(), task, meta, read_log(folder))
+    return _Run(folder, label, config.tau if config.act else None, model, task, meta, read_log(folder))
 
 
 def _require(runs_dir: Path) -> dict[str, list[_Run]]:

@@ -43,14 +43,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint
-from ..config import config_from_dict
 from ..errors import SeqlabError
 from ..memory.ntm import NTM, NTMConfig
 from ..nn import Recurrent
 from ..provenance import cpu_name, git_commit
 from ..train import TrainConfig, Trainer, TrainResult
-from ._sampled import SampledTask
+from ._sampled import SampledTask, load_best
 
 __all__ = [
     "Episode",
@@ -442,18 +440,8 @@ def read_log(run_dir: Path) -> list[dict[str, float]]:
 def load_run(run_dir: str | Path) -> Run:
     """The best checkpoint of an NTM-task run, rebuilt from the config saved with it."""
     run_dir = Path(run_dir)
-    tensors, meta, _ = load_checkpoint(run_dir / "best")
-    if meta.get("task") not in TASK_CLASSES:
-        raise SeqlabError(f"{run_dir} is a {meta.get('task')!r} run, not one of {', '.join(TASK_CLASSES)}")
-    config_cls, task_cls = TASK_CLASSES[meta["task"]]
-    config = config_from_dict(config_cls, meta["config"], source=f"{run_dir}/best/meta.json")
-    task = task_cls(config)
-    model = task.build_model()
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as err:
-        raise SeqlabError(f"checkpoint {run_dir}/best does not match its config: {str(err).splitlines()[0]}") from None
-    return Run(run_dir, model.eval(), task, meta, read_log(run_dir))
+    model, task, meta = load_best(run_dir, TASK_CLASSES)
+    return Run(run_dir, model, task, meta, read_log(run_dir))
 
 
 # --------------------------------------------------------------------------
