@@ -104,12 +104,11 @@ class Int8LSTM(nn.Module):
         total = x.shape[time_dim]
         hx = tuple(state) if state is not None else None
         if lengths is None:
-            output, (h, c) = self.lstm(x, hx)
-            return output, (h, c)
+            return self.lstm(x, hx)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
-        output, (h, c) = self.lstm(packed, hx)
+        output, final = self.lstm(packed, hx)
         output, _ = pad_packed_sequence(output, batch_first=self.batch_first, total_length=total)
-        return output, (h, c)
+        return output, final
 
 
 def quantize_dynamic(model: nn.Module) -> nn.Module:

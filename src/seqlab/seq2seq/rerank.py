@@ -147,11 +147,16 @@ def rerank(
     beam: int,
     weight: float,
     length_penalty: float = 1.0,
+    rank_length_penalty: float | None = None,
 ) -> list[list[int]]:
-    """The best candidate per sentence (left to right) after bidirectional rescoring."""
+    """The best candidate per sentence (left to right) after bidirectional rescoring.
+
+    ``length_penalty`` is the beam searches' α; ``rank_length_penalty`` the
+    α of the combined score (default: the same).
+    """
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be in [0, 1], got {weight}")
     found = bidirectional_candidates(
         l2r, r2l, src, src_len, bos=bos, eos=eos, beam=beam, length_penalty=length_penalty
     )
-    return found.best(weight, length_penalty)
+    return found.best(weight, length_penalty if rank_length_penalty is None else rank_length_penalty)

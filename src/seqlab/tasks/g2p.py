@@ -30,7 +30,7 @@ from ..errors import SeqlabError
 from ..metrics import wer_per
 from ..seq2seq.ensemble import Ensemble
 from ..seq2seq.model import ModelConfig, Seq2Seq
-from ..seq2seq.rerank import Candidates, bidirectional_candidates
+from ..seq2seq.rerank import Candidates, bidirectional_candidates, rerank
 from ..train import TrainConfig, Trainer, TrainResult
 
 __all__ = [
@@ -197,8 +197,8 @@ class G2PModel:
         ids = dict(bos=self.phones.bos, eos=self.phones.eos)
         if self.rescorer is None or beam == 1:
             return self.model.generate(src, src_len, beam=beam, **ids).tokens
-        found = bidirectional_candidates(self.model, self.rescorer, src, src_len, beam=beam, **ids)
-        return found.best(self.rescore_weight, self.rescore_length_penalty)
+        return rerank(self.model, self.rescorer, src, src_len, beam=beam, weight=self.rescore_weight,
+                      rank_length_penalty=self.rescore_length_penalty, **ids)
 
     @torch.no_grad()
     def candidates(self, words: list[str], *, beam: int = 5, batch_size: int = 256) -> Candidates:
