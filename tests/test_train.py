@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
+from seqlab.checkpoint import load_checkpoint
 from seqlab.errors import SeqlabError
-from seqlab.train import Trainer
+from seqlab.train import Trainer, total_train_seconds
 
 
 def _run(task, run_dir, resume=True):
@@ -105,3 +106,35 @@ def test_time_budget_cuts_the_epoch_and_still_evaluates(tiny_task, tmp_path):
     _, result = _run(tiny_task(epochs=50, max_minutes=0.002), tmp_path / "run")
     assert result.stopped.startswith("time budget") and result.epochs == 1
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+
+
+def test_init_from_starts_at_the_checkpoint_weights_and_records_it(tiny_task, tmp_path):
+    _run(tiny_task(epochs=2), tmp_path / "parent")
+    parent_tensors, parent_meta, _ = load_checkpoint(tmp_path / "parent" / "best")
+    task = tiny_task(epochs=1, init_from=str(tmp_path / "parent" / "best"))
+    torch.manual_seed(5)
+    child = task.build_model()
+    trainer = Trainer(child, task, task.config, tmp_path / "child")
+    trainer.start_from(task.config.init_from)
+    for name, value in child.state_dict().items():
+        assert torch.equal(value, parent_tensors[name]), name
+    trainer.fit(resume=False, log=lambda *_: None)
+    meta = json.loads((tmp_path / "child" / "last" / "meta.json").read_text())
+    assert meta["init_from"] == {"path": str(tmp_path / "parent" / "best"),
+                                 "train_seconds": parent_meta["train_seconds"]}
+    assert total_train_seconds(meta) == pytest.approx(meta["train_seconds"] + parent_meta["train_seconds"])
+
+
+def test_init_from_weights_change_the_first_epoch(tiny_task, tmp_path):
+    # From a trained parent the child's first epoch scores far better than from scratch.
+    _, trained = _run(tiny_task(epochs=12, patience=12), tmp_path / "parent")
+    _, scratch = _run(tiny_task(epochs=1), tmp_path / "scratch")
+    _, child = _run(tiny_task(epochs=1, init_from=str(tmp_path / "parent" / "best"), lr=1e-4), tmp_path / "child")
+    assert child.best_metrics["wer"] < scratch.best_metrics["wer"]
+    assert child.best_metrics["wer"] <= trained.best_metrics["wer"] + 0.1
+
+
+def test_init_from_a_checkpoint_of_another_shape_is_refused(tiny_task, tmp_path):
+    _run(tiny_task(epochs=1), tmp_path / "parent")
+    with pytest.raises(SeqlabError, match="does not fit this model"):
+        _run(tiny_task(epochs=1, enc_hidden=24, init_from=str(tmp_path / "parent" / "best")), tmp_path / "child")

@@ -111,9 +111,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "date": datetime.date.today().isoformat(),
             "commit": git_commit(),
             "command": "seqlab " + " ".join(sys.argv[1:]),
-            "training": {k: model.meta[k] for k in ("epoch", "metrics", "train_seconds") if k in model.meta},
+            "training": {k: model.meta[k] for k in ("epoch", "metrics", "train_seconds", "init_from") if k in model.meta},
             "members": [
-                {k: m[k] for k in ("source", "epoch", "metrics", "train_seconds") if k in m}
+                {k: m[k] for k in ("source", "epoch", "metrics", "train_seconds", "init_from") if k in m}
                 for m in model.meta.get("members", [])
             ],
         }

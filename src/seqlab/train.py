@@ -40,7 +40,7 @@ from .checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from .errors import SeqlabError
 from .nn.init import clip_gradients
 
-__all__ = ["TrainConfig", "Task", "Trainer", "TrainResult", "SCHEDULES"]
+__all__ = ["TrainConfig", "Task", "Trainer", "TrainResult", "SCHEDULES", "total_train_seconds"]
 
 SCHEDULES = ("plateau", "linear")
 
@@ -64,6 +64,7 @@ class TrainConfig:
     max_bad_steps: int = 20  # stop after this many steps in a row with a non-finite loss or gradient
     seed: int = 1  # everything random derives from it
     threads: int = 0  # torch threads; 0 keeps torch's default
+    init_from: str | None = None  # a checkpoint folder of this task: start from its weights (new optimizer, schedule)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -111,6 +112,11 @@ class TrainResult:
     stopped: str
 
 
+def total_train_seconds(meta: dict[str, Any]) -> float:
+    """A checkpoint's training time (meta.json), with that of the runs it started from (``init_from``)."""
+    return meta.get("train_seconds", 0.0) + (meta.get("init_from") or {}).get("train_seconds", 0.0)
+
+
 def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -150,6 +156,7 @@ class Trainer:
         self.stalled = 0  # epochs since the lr last decayed or improved
         self.seconds = 0.0  # training time of the completed epochs
         self.skipped = 0  # steps skipped for a non-finite loss or gradient, whole run
+        self.parent: dict[str, Any] | None = None  # init_from's folder and training time, kept in the checkpoints
 
     # -------------------------------------------------------------- resume
 
@@ -168,10 +175,34 @@ class Trainer:
         self.epoch, self.best, self.bad_epochs = t["epoch"], t["best"], t["bad_epochs"]
         self.stalled, self.seconds = t["stalled"], t["seconds"]
         self.skipped = t.get("skipped", 0)
+        self.parent = meta.get("init_from")
         return True
+
+    def start_from(self, folder: str | Path) -> None:
+        """Load the weights of a trained checkpoint of this task (``init_from``) before the first epoch.
+
+        Training goes on from there with a fresh optimizer and schedule: a
+        cheap way to train a finished model longer (a warm restart, in the
+        sense of Loshchilov & Hutter 2017).  The checkpoints of the new run
+        record the folder and its training time (``init_from`` in meta.json).
+        """
+        tensors, meta, _ = load_checkpoint(folder)
+        task = self.task.meta().get("task")
+        if meta.get("task") != task:
+            raise SeqlabError(f"init_from: {folder} is a {meta.get('task')!r} checkpoint, not a {task!r} one")
+        try:
+            self.model.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise SeqlabError(f"init_from: {folder} does not fit this model: {str(err).splitlines()[0]}",
+                              hint="use the architecture settings of the run that wrote it") from None
+        parent = meta.get("init_from") or {}
+        self.parent = {"path": str(folder),
+                       "train_seconds": round(meta.get("train_seconds", 0.0) + parent.get("train_seconds", 0.0), 1)}
 
     def _save(self, folder: str, metrics: dict[str, float], with_trainer: bool) -> None:
         meta = {**self.task.meta(), "metrics": metrics, "epoch": self.epoch, "train_seconds": round(self.seconds, 1)}
+        if self.parent is not None:
+            meta["init_from"] = self.parent
         trainer_tensors = None
         if with_trainer:
             trainer_tensors, optimizer_meta = _optimizer_to_tensors(self.optimizer)
@@ -250,6 +281,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if not (resume and self.resume()):
             torch.manual_seed(cfg.seed)
+            if cfg.init_from:
+                self.start_from(cfg.init_from)
         elif self.epoch:
             log(f"resumed {self.run_dir} after epoch {self.epoch}")
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from ..metrics import wer_per
 from ..seq2seq.ensemble import Ensemble
 from ..seq2seq.model import ModelConfig, Seq2Seq
 from ..seq2seq.rerank import Candidates, bidirectional_candidates, rerank
-from ..train import TrainConfig, Trainer, TrainResult
+from ..train import TrainConfig, Trainer, TrainResult, total_train_seconds
 
 __all__ = [
     "G2PConfig",
@@ -440,14 +440,15 @@ def save_ensemble(
         for name, value in model.model.state_dict().items():
             cast = dtype if dtype != torch.int8 else value.dtype  # int8: quantised below, all at once
             tensors[f"members.{k}.{name}"] = value.to(cast) if value.is_floating_point() else value
-        info = {key: model.meta[key] for key in ("config", "epoch", "metrics", "train_seconds") if key in model.meta}
+        keys = ("config", "epoch", "metrics", "train_seconds", "init_from")
+        info = {key: model.meta[key] for key in keys if key in model.meta}
         members.append({**info, "source": str(folder)})
     meta = {
         "task": TASK,
         "members": members,
         "letters": vocab[0].to_dict(),
         "phones": vocab[1].to_dict(),
-        "train_seconds": round(sum(m.get("train_seconds", 0.0) for m in members), 1),
+        "train_seconds": round(sum(total_train_seconds(m) for m in members), 1),
         "dtype": str(dtype).removeprefix("torch."),
     }
     if any(m["config"].get("reverse_target") for m in members):
