@@ -7,7 +7,49 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["attention_heatmaps"]
+__all__ = ["attention_heatmaps", "line_plot", "pyplot"]
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend: files only, no display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def line_plot(
+    path: str | Path,
+    lines: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_y: bool = False,
+    xticks: Sequence[float] | None = None,
+    marker: str | None = None,
+) -> Path:
+    """One chart of labelled lines ``(label, xs, ys)`` with a grid and a legend, saved as PNG."""
+    plt = pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, xs, ys in lines:
+        ax.plot(xs, ys, marker=marker, label=label)
+    if log_y:
+        ax.set_yscale("log")
+    if xticks is not None:
+        ax.set_xticks(list(xticks))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def attention_heatmaps(
@@ -21,11 +63,7 @@ def attention_heatmaps(
     Columns are the source symbols (letters), rows the output symbols
     (phones), darker cells more attention.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     path = Path(path)
     n = len(items)
     width = sum(max(2.2, 0.45 * len(src) + 1.2) for src, _, _ in items)

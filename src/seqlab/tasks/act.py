@@ -44,9 +44,10 @@ from torch import Tensor, nn
 from ..errors import SeqlabError
 from ..memory.act import ACT, Ponder
 from ..nn import CELLS, Recurrent
+from ..plot import line_plot, pyplot
 from ..train import TrainConfig, Trainer, TrainResult
 from ._sampled import SampledTask, load_best
-from .ntm import _pyplot, _report_header, read_log
+from .ntm import _report_header, read_log
 
 __all__ = [
     "ACTTaskConfig",
@@ -467,7 +468,7 @@ def _iterations(run: _Run) -> int:
 
 def _plot_sweep(runs: list[_Run], path: Path, title: str) -> Path:
     """Sequence error against mean ponder time, one point per run (the paper's Fig. 5/8 layout)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
     labels = [r.label.replace("ACT, ", "") for r in runs]
     errors = [100 * r.meta["metrics"]["sequence_error"] for r in runs]
@@ -487,20 +488,10 @@ def _plot_sweep(runs: list[_Run], path: Path, title: str) -> Path:
 
 
 def _plot_curves(runs: list[_Run], path: Path, title: str) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for run in runs:
-        iters = [r["sequences"] / run.task.config.batch_size / 1000 for r in run.log]
-        ax.plot(iters, [100 * r["sequence_error"] for r in run.log], label=run.label)
-    ax.set_xlabel("iterations (thousands)")
-    ax.set_ylabel("sequence error (%), evaluation set")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    lines = [(run.label, [r["sequences"] / run.task.config.batch_size / 1000 for r in run.log],
+              [100 * r["sequence_error"] for r in run.log]) for run in runs]
+    return line_plot(path, lines, xlabel="iterations (thousands)", ylabel="sequence error (%), evaluation set",
+                     title=title)
 
 
 @torch.no_grad()
@@ -592,39 +583,17 @@ def report_act(runs_dir: Path, out_dir: Path) -> list[Path]:
                   f"![{name}: learning curves]({slug}_learning.png)", ""]
 
     # Ponder time along the input: parity by difficulty, addition by position in the sequence.
-    plt = _pyplot()
     act_parity = [r for r in runs["act-parity"] if r.tau is not None]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for run in act_parity:
-        xs, ys = _parity_ponder_by_count(run, run.task.config.bits)
-        ax.plot(xs, ys, label=run.label)
-    ax.set_xlabel("non-zero entries in the input vector")
-    ax.set_ylabel("ponder time (steps)")
-    ax.set_title("parity: ponder time against difficulty")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = out_dir / "act_parity_ponder.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(path)
-
+    curves = [(run.label, *_parity_ponder_by_count(run, run.task.config.bits)) for run in act_parity]
+    files.append(line_plot(out_dir / "act_parity_ponder.png", curves, xlabel="non-zero entries in the input vector",
+                           ylabel="ponder time (steps)", title="parity: ponder time against difficulty"))
     act_addition = [r for r in runs["act-addition"] if r.tau is not None]
     numbers = act_addition[0].task.config.max_numbers
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for run in act_addition:
-        ax.plot(range(1, numbers + 1), _addition_ponder(run, numbers), marker="o", label=run.label)
-    ax.set_xlabel("input step (number in the sequence)")
-    ax.set_ylabel("mean ponder time (steps)")
-    ax.set_xticks(range(1, numbers + 1))
-    ax.set_title(f"addition: ponder time along {numbers}-number sequences")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = out_dir / "act_addition_ponder.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(path)
+    steps = range(1, numbers + 1)
+    curves = [(run.label, steps, _addition_ponder(run, numbers)) for run in act_addition]
+    files.append(line_plot(out_dir / "act_addition_ponder.png", curves, xlabel="input step (number in the sequence)",
+                           ylabel="mean ponder time (steps)", xticks=steps, marker="o",
+                           title=f"addition: ponder time along {numbers}-number sequences"))
 
     example_numbers, example_steps = _addition_example(act_addition[0])
     lines += [

@@ -37,6 +37,7 @@ from ..data import Vocab, bucket_batches
 from ..data.babi import TASK_NAMES, Story, generate, load_babi, parse_tasks, tokenize
 from ..errors import DataError, SeqlabError
 from ..memory.dmn import DMNConfig, DMNPlus
+from ..plot import pyplot
 from ..train import TrainConfig, Trainer, TrainResult
 
 __all__ = [
@@ -274,10 +275,7 @@ def _load_run(folder: Path) -> tuple[DMNModel, list[dict[str, str]]]:
 
 def _attention_png(model: DMNModel, stories: Sequence[Story], path: Path) -> Path:
     """One panel per story: sentences (rows, supporting facts starred) x passes (columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     predicted, gates = model.predict(stories)
     cols = 2

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import SeqlabError
+from ..plot import line_plot, pyplot
 from ..memory.ntm import NTM, NTMConfig
 from ..nn import Recurrent
 from ..provenance import cpu_name, git_commit
@@ -513,15 +514,6 @@ def _report_header(title: str, commands: list[str]) -> list[str]:
     return lines
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -547,22 +539,10 @@ def _scores(run: Run, episode: Episode) -> tuple[float, float]:
 
 
 def _plot_curves(pairs: list[tuple[str, Run]], path: Path, title: str) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for label, run in pairs:
-        xs = [r["sequences"] / 1000 for r in run.log]
-        ys = [max(r["bits"], 1e-4) for r in run.log]
-        ax.plot(xs, ys, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("training sequences (thousands)")
-    ax.set_ylabel("cost per sequence (bits), evaluation set")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    lines = [(label, [r["sequences"] / 1000 for r in run.log], [max(r["bits"], 1e-4) for r in run.log])
+             for label, run in pairs]
+    return line_plot(path, lines, xlabel="training sequences (thousands)",
+                     ylabel="cost per sequence (bits), evaluation set", title=title, log_y=True)
 
 
 def _plot_trace(run: Run, episode: Episode, path: Path, title: str) -> Path:
@@ -586,7 +566,7 @@ def _plot_trace(run: Run, episode: Episode, path: Path, title: str) -> Path:
         (f"memory, slots 0-{used - 1} (each column: all rows, stacked)", trace.memory[:, 0, :used].flatten(1).T,
          "slot x cell", "coolwarm"),
     ]
-    plt = _pyplot()
+    plt = pyplot()
     heights = [1.0, 1.0, 1.4, 1.4, 1.0, 2.2]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8.0, 11.0), gridspec_kw={"height_ratios": heights}, sharex=True)
     for ax, (name, image, ylabel, cmap) in zip(axes, panels):
