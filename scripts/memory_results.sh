@@ -23,6 +23,7 @@ run() {  # run NAME RECIPE ARGS...: one training run into runs/NAME, its output 
   fi
   echo "$(date -u +%H:%M) start $name" >&2
   "$SEQLAB" train "$@" --run-dir "runs/$name" >"runs/$name.out" 2>&1
+  mkdir -p "runs/$name"  # a sweep writes runs/NAME-*, not runs/NAME
   touch "runs/$name/.done"
   echo "$(date -u +%H:%M) done  $name" >&2
 }
