@@ -195,9 +195,7 @@ class Trainer:
         except RuntimeError as err:
             raise SeqlabError(f"init_from: {folder} does not fit this model: {str(err).splitlines()[0]}",
                               hint="use the architecture settings of the run that wrote it") from None
-        parent = meta.get("init_from") or {}
-        self.parent = {"path": str(folder),
-                       "train_seconds": round(meta.get("train_seconds", 0.0) + parent.get("train_seconds", 0.0), 1)}
+        self.parent = {"path": str(folder), "train_seconds": round(total_train_seconds(meta), 1)}
 
     def _save(self, folder: str, metrics: dict[str, float], with_trainer: bool) -> None:
         meta = {**self.task.meta(), "metrics": metrics, "epoch": self.epoch, "train_seconds": round(self.seconds, 1)}
