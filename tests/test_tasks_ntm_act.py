@@ -207,3 +207,12 @@ def test_act_sweep_and_report(tmp_path):
     assert all(f.is_file() for f in files) and sum(f.suffix == ".png" for f in files) == 6
     assert "| act-parity-tau0.1 | 0.1 |" in md and "| act-parity-noact | - |" in md
     assert "| act-addition-noact | - |" in md and "**paper**" in md
+    assert "Parity (8-entry" in md and "act-parity16" not in md  # the optional sweep is absent
+
+    # The optional 16-entry parity sweep gets its own section once both of its runs exist.
+    train_parity(ParityConfig(**TINY_ACT, bits=6, sweep="none,0.01"), runs / "act-parity16", **QUIET)
+    files = report_act(runs, tmp_path / "out")
+    md = (tmp_path / "out" / "act.md").read_text()
+    assert "## Parity (6-entry vectors)" in md and "| act-parity16-tau0.01 | 0.01 |" in md
+    assert "configs/act-parity16.yaml" in md and (tmp_path / "out" / "act_parity16_ponder.png").is_file()
+    assert sum(f.suffix == ".png" for f in files) == 9

@@ -400,10 +400,19 @@ SWEEP_COMMANDS = {
 """The commands whose sweeps make the run folders ``seqlab report act`` reads (``runs/<name>-noact``,
 ``runs/<name>-tau<value>``)."""
 
+OPTIONAL_SWEEPS = {
+    "act-parity16": ("act-parity",
+                     "seqlab train act-parity --config configs/act-parity16.yaml --run-dir runs/act-parity16"),
+}
+"""Sweeps the report adds when their folders exist: name -> (recipe, command).  ``act-parity16`` is the
+parity task with 16 entries, small enough for the iterations a CPU run affords."""
+
 PAPER = {
     "act-parity": "after 1M iterations, with ACT and tau <= 0.03 the sequence error is below 5%; without ACT "
     "it stays near 40% (sec. 3.1)",
     "act-addition": "ACT lowers the sequence error well below that of the same LSTM without ACT (sec. 3.3)",
+    "act-parity16": "not in the paper, which uses 64 entries; its claim for parity is that ACT with a small tau "
+    "solves the task and the same RNN without ACT does not (sec. 3.1)",
 }
 """What Graves 2016 reports, for the "paper" lines."""
 
@@ -443,22 +452,39 @@ def _load(folder: Path) -> _Run:
     return _Run(folder, label, config.tau if config.act else None, model, task, meta, read_log(folder))
 
 
+def _complete(found: list[Path]) -> bool:
+    """Whether a sweep has its run without ACT and at least one with ACT."""
+    return any(f.name.endswith("-noact") for f in found) and any("-tau" in f.name for f in found)
+
+
 def _require(runs_dir: Path) -> dict[str, list[_Run]]:
-    """The sweep runs of both recipes; a SeqlabError naming the commands when a sweep is incomplete."""
+    """The sweep runs of both recipes (and of the optional sweeps that are complete); a SeqlabError naming the
+    commands when a required sweep is incomplete."""
     folders = {name: sweep_folders(runs_dir, name) for name in SWEEP_COMMANDS}
     problems = [
         f"{SWEEP_COMMANDS[name]}  (needs {runs_dir}/{name}-noact and at least one {runs_dir}/{name}-tau<value>)"
         for name, found in folders.items()
-        if not (any(f.name.endswith("-noact") for f in found) and any("-tau" in f.name for f in found))
+        if not _complete(found)
     ]
     if problems:
         raise SeqlabError("seqlab report act: missing run folders", hint="train them first: " + "; ".join(problems))
+    recipes = {name: name for name in SWEEP_COMMANDS}
+    for name, (recipe, _) in OPTIONAL_SWEEPS.items():
+        found = sweep_folders(runs_dir, name)
+        if _complete(found):
+            folders[name], recipes[name] = found, recipe
     runs = {name: [_load(f) for f in found] for name, found in folders.items()}
     for name, found in runs.items():
         for run in found:
-            if run.meta["task"] != name:
-                raise SeqlabError(f"{run.folder} holds a {run.meta['task']} run, expected {name}")
+            if run.meta["task"] != recipes[name]:
+                raise SeqlabError(f"{run.folder} holds a {run.meta['task']} run, expected {recipes[name]}")
     return runs
+
+
+def _title(config: ACTTaskConfig) -> str:
+    if isinstance(config, ParityConfig):
+        return f"Parity ({config.bits}-entry vectors)"
+    return f"Addition (1-{config.max_numbers} numbers of 1-{DIGITS} digits)"
 
 
 def _iterations(run: _Run) -> int:
@@ -549,7 +575,8 @@ def report_act(runs_dir: Path, out_dir: Path) -> list[Path]:
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     runs = _require(runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    commands = [*SWEEP_COMMANDS.values(), f"seqlab report act --runs {runs_dir} --out {out_dir}"]
+    optional = [command for name, (_, command) in OPTIONAL_SWEEPS.items() if name in runs]
+    commands = [*SWEEP_COMMANDS.values(), *optional, f"seqlab report act --runs {runs_dir} --out {out_dir}"]
     lines = _report_header("Adaptive Computation Time (Graves 2016)", commands)
     lines += [
         "Sequence error = fraction of the fixed evaluation sequences with any wrong output; ponder time = "
@@ -557,9 +584,10 @@ def report_act(runs_dir: Path, out_dir: Path) -> list[Path]:
         "",
     ]
     files: list[Path] = []
-    titles = {"act-parity": "Parity (64-entry vectors)", "act-addition": "Addition (1-5 numbers of 1-5 digits)"}
+    titles: dict[str, str] = {}
     for name, found in runs.items():
         cfg = found[0].task.config
+        titles[name] = _title(cfg)
         lines += [
             f"## {titles[name]}",
             "",
@@ -585,10 +613,14 @@ def report_act(runs_dir: Path, out_dir: Path) -> list[Path]:
                   f"![{name}: learning curves]({slug}_learning.png)", ""]
 
     # Ponder time along the input: parity by difficulty, addition by position in the sequence.
-    act_parity = [r for r in runs["act-parity"] if r.tau is not None]
-    curves = [(run.label, *_parity_ponder_by_count(run, run.task.config.bits)) for run in act_parity]
-    files.append(line_plot(out_dir / "act_parity_ponder.png", curves, xlabel="non-zero entries in the input vector",
-                           ylabel="ponder time (steps)", title="parity: ponder time against difficulty"))
+    ponder_lines = ["## Ponder time along the sequence", ""]
+    for name in (n for n in runs if isinstance(runs[n][0].task, ParityTask)):
+        act_parity = [r for r in runs[name] if r.tau is not None]
+        curves = [(run.label, *_parity_ponder_by_count(run, run.task.config.bits)) for run in act_parity]
+        png = f"{name.replace('-', '_')}_ponder.png"
+        files.append(line_plot(out_dir / png, curves, xlabel="non-zero entries in the input vector",
+                               ylabel="ponder time (steps)", title=f"{titles[name]}: ponder time against difficulty"))
+        ponder_lines += [f"![{titles[name]}: ponder time against the number of non-zero entries]({png})", ""]
     act_addition = [r for r in runs["act-addition"] if r.tau is not None]
     numbers = act_addition[0].task.config.max_numbers
     steps = range(1, numbers + 1)
@@ -599,10 +631,7 @@ def report_act(runs_dir: Path, out_dir: Path) -> list[Path]:
 
     example_numbers, example_steps = _addition_example(act_addition[0])
     lines += [
-        "## Ponder time along the sequence",
-        "",
-        "![parity: ponder time against the number of non-zero entries](act_parity_ponder.png)",
-        "",
+        *ponder_lines,
         "![addition: ponder time per input step](act_addition_ponder.png)",
         "",
         f"One addition sequence, {act_addition[0].label}: " + ", ".join(
