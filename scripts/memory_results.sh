@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train every memory-network recipe and write docs/results/ntm.md, act.md and dmn.md.
 #
-# About 2.6 hours on 2 cores: every recipe uses one torch thread, and the runs
+# About 3 hours on 2 cores: every recipe uses one torch thread, and the runs
 # go two at a time. Each run stops at its config's max_minutes budget and
 # then leaves runs/NAME/.done; a rerun skips those and resumes any other run
 # where it stopped, so the script can be started again after a kill.
@@ -44,12 +44,14 @@ RECALL="ntm-recall ntm-recall --config configs/ntm-recall.yaml"
 RECALL_LSTM="ntm-recall-lstm ntm-recall --config configs/ntm-recall.yaml model=lstm lr=0.001"
 PARITY="act-parity act-parity --config configs/act-parity.yaml"
 ADDITION="act-addition act-addition --config configs/act-addition.yaml"
+PARITY16_NOACT="act-parity16-noact act-parity --config configs/act-parity16.yaml sweep=null act=false"
+PARITY16_ACT="act-parity16-tau0.001 act-parity --config configs/act-parity16.yaml sweep=null tau=0.001"
 DMN="dmn dmn --config configs/dmn.yaml"
 
 # shellcheck disable=SC2086
 case "${1:-all}" in
   ntm) pair "$COPY" "$COPY_LSTM"; pair "$REPEAT" "$RECALL"; run $RECALL_LSTM; "$SEQLAB" report ntm ;;
-  act) pair "$PARITY" "$ADDITION"; "$SEQLAB" report act ;;
+  act) pair "$PARITY" "$ADDITION"; pair "$PARITY16_NOACT" "$PARITY16_ACT"; "$SEQLAB" report act ;;
   dmn) run $DMN; "$SEQLAB" report dmn ;;
   all)
     pair "$COPY" "$COPY_LSTM"
@@ -57,6 +59,7 @@ case "${1:-all}" in
     pair "$RECALL_LSTM" "$PARITY"  # one-thread runs pair across families
     "$SEQLAB" report ntm
     pair "$ADDITION" "$DMN"
+    pair "$PARITY16_NOACT" "$PARITY16_ACT"
     "$SEQLAB" report act
     "$SEQLAB" report dmn
     ;;

@@ -591,7 +591,8 @@ def report_act(runs_dir: Path, out_dir: Path) -> list[Path]:
         lines += [
             f"## {titles[name]}",
             "",
-            f"Network: {cfg.cell} with {cfg.hidden_size} units, batches of {cfg.batch_size}; evaluation on "
+            f"Network: {cfg.cell} with {cfg.hidden_size} units, at most {cfg.max_steps} ponder steps per input (M) "
+            f"with ACT, batches of {cfg.batch_size}; evaluation on "
             f"{cfg.eval_sequences} fixed sequences.  Each run trained "
             + (f"for at most {cfg.max_minutes:g} minutes " if cfg.max_minutes else "")
             + f"on {cfg.threads or 'the default number of'} torch thread(s).",
