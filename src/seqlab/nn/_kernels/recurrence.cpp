@@ -1029,8 +1029,8 @@ SEQLAB_INLINE void sru_units(const T* x, const T* highway, const T* v, const T* 
 
 template <typename T, bool Tanh>
 SEQLAB_INLINE void sru_units_backward(const T* x, const T* highway, const T* c_prev, const T* c_now, const T* go,
-                                      const T* v, const T* bias, T* dh_b, T* dc_b, T* dv_b, T* d, T* d_highway,
-                                      int64_t H, int64_t j0, int64_t j1) {
+                                      const T* v, const T* bias, T* dh_b, T* dc_b, T* dv_b, T* db_b, T* d,
+                                      T* d_highway, int64_t H, int64_t j0, int64_t j1) {
   using A = Act<T>;
 #pragma omp simd
   for (int64_t j = j0; j < j1; ++j) {
@@ -1045,6 +1045,7 @@ SEQLAB_INLINE void sru_units_backward(const T* x, const T* highway, const T* c_p
     const T da_r = dh * (g - hw) * r * (1 - r);
     d[j] = dc * (1 - f), d[H + j] = da_f, d[2 * H + j] = da_r, d_highway[j] = dh * (1 - r);
     dv_b[j] += da_f * c_tm1, dv_b[H + j] += da_r * c_tm1;
+    db_b[j] += da_f, db_b[H + j] += da_r;
     dc_b[j] = dc * f + da_f * v[j] + da_r * v[H + j];
     dh_b[j] = 0;  // h_{t-1} does not feed step t
   }
@@ -1094,7 +1095,8 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
   Tensor dxp = fresh({st.T, B, Gx}, dout.options());
   Tensor dhighway = plain ? fresh({st.T, B, H}, dout.options()) : dxp;
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
-  Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row sums
+  Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row sums, as are db's
+  Tensor db = fresh({B, 2 * H}, dout.options()).zero_();
   const Buf<T> X = buf<T>(xp), C = buf<T>(Cn), GO = buf<T>(dout), D = buf<T>(dxp);
   const Buf<T> W = plain ? buf<T>(params[2]) : X, DW = buf<T>(dhighway);
   const T* c_init = c0.data_ptr<T>();
@@ -1113,18 +1115,18 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
         const bool first = st.reverse ? t_prev >= len[b] : t_prev < 0;
         const T* c_prev = first ? c_init + b * H : C.row(t_prev, b);
         const T *x = X.row(t, b), *hw = plain ? W.row(t, b) : x + 3 * H;
-        T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H, *dv_b = dv.data_ptr<T>() + b * 2 * H;
+        T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H;
+        T *dv_b = dv.data_ptr<T>() + b * 2 * H, *db_b = db.data_ptr<T>() + b * 2 * H;
         if (use_tanh)
-          sru_units_backward<T, true>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, d, d_hw, H,
-                                      j0, j1);
+          sru_units_backward<T, true>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, db_b, d,
+                                      d_hw, H, j0, j1);
         else
-          sru_units_backward<T, false>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, d, d_hw,
-                                       H, j0, j1);
+          sru_units_backward<T, false>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, db_b, d,
+                                       d_hw, H, j0, j1);
       });
     }
   });
-  Tensor db = dxp.view({st.T * B, Gx}).slice(1, H, 3 * H).sum(0);
-  std::vector<Tensor> grads{dxp, dH, dC, dv.sum(0), db};
+  std::vector<Tensor> grads{dxp, dH, dC, dv.sum(0), db.sum(0)};
   if (plain) grads.push_back(dhighway);
   return grads;
 }
@@ -1227,11 +1229,15 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   });
   // The projection's backward, one GEMM each over all steps: dx = dxp W, dW = dxp^T x, db = sum dxp.
   const Tensor dxp = grads[0].view({T * B, G}), x2 = x.view({T * B, I});
-  Tensor dx = fresh({T, B, I}, x.options()), dx2 = dx.view({T * B, I});
-  at::mm_out(dx2, dxp, proj[0]);
-  if (plain) {  // and the highway term's gradient, the kernel's last
-    dx.add_(grads.back());
+  Tensor dx;
+  if (plain) {  // the highway term's gradient (the kernel's last) plus dxp W, in one GEMM with beta = 1
+    dx = grads.back();
     grads.pop_back();
+    dx.view({T * B, I}).addmm_(dxp, proj[0]);
+  } else {
+    dx = fresh({T, B, I}, x.options());
+    Tensor dx2 = dx.view({T * B, I});
+    at::mm_out(dx2, dxp, proj[0]);
   }
   std::vector<Tensor> result{dx, mm_fresh(dxp.t(), x2)};
   if (proj.size() > 1) result.push_back(dxp.sum(0));
