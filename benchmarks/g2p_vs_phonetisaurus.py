@@ -15,6 +15,9 @@ What is measured here, in this run:
   decoding through its Python bindings, one ``Phoneticize`` call per word
   with ``phonetisaurus-apply``'s defaults (1-best, beam 10000), model loading
   excluded.  Phonetisaurus is single-threaded.
+- Decoding speed: every decoder but the ensemble's beam search (minutes per
+  pass) is timed in ``--rounds`` interleaved rounds and its median reported,
+  so that a slow spell of the shared machine does not land on one system.
 - seqlab: ``G2PModel.pronounce`` greedy and with beam 5 on one torch thread,
   model loading excluded; the same again with int8 compute
   (``G2PModel.quantized``, ``torch.ao`` dynamic quantisation) unless
@@ -41,9 +44,9 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
-import statistics
 import sysconfig
 import tempfile
 import time
@@ -134,9 +137,8 @@ def _train_phonetisaurus(
     return fst, seconds
 
 
-def _decode_phonetisaurus(module, fst: Path, words: list[str]) -> tuple[list[list[str]], float, int]:
-    """1-best phones per word through the bindings: (hyps, decode seconds, words with no output)."""
-    decoder = module.Phonetisaurus(str(fst))
+def _decode_phonetisaurus(decoder, words: list[str]) -> tuple[list[list[str]], float, int]:
+    """1-best phones per word through the bindings' loaded model: (hyps, decode seconds, words with no output)."""
     decoder.Phoneticize(words[0], PS_NBEST, PS_BEAM, PS_THRESH, False, False, 0.0)  # warm-up
     hyps: list[list[str]] = []
     start = time.perf_counter()
@@ -309,9 +311,10 @@ def _render(r: dict[str, Any]) -> str:
         "(alignment, n-gram estimation, ARPA to WFST).",
         f"- seqlab train time: {r['seqlab']['train_time_source']}; not measured in this run.",
         "- decode words/s: test words divided by the wall time of decoding them all, after one warm-up call, "
-        f"model loading excluded; the median of {r.get('rounds', 1)} rounds in which every decoder runs once in "
-        "turn (the ensemble's beam 5: the first round only, minutes per pass). Phonetisaurus: one `Phoneticize` call per word through its Python bindings, "
-        "phones looked up as strings; seqlab: `G2PModel.pronounce` (length-sorted batches of 256).",
+        f"model loading excluded; the median of {r['rounds']} rounds in which every decoder runs once in turn "
+        "(the ensemble's beam 5: the first round only, minutes per pass). Phonetisaurus: one `Phoneticize` call "
+        "per word through its Python bindings, phones looked up as strings; seqlab: `G2PModel.pronounce` "
+        "(length-sorted batches of 256).",
         "- beam 5: the ensemble's left-to-right members search, its right-to-left members rescore the pooled "
         "n-best lists (`seqlab.seq2seq.rerank`); a single model's beam search has no rescoring.",
         f"- cross-check: one `phonetisaurus-g2pfst --wordlist` process decoded the same words at "
@@ -359,13 +362,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     command, env = _phonetisaurus_env(package_dir)
     fst, ps_train = _train_phonetisaurus(train, args.workdir, command, env)
     _log(f"Phonetisaurus trained in {ps_train:.1f} s; decoding {len(words):,} words")
-    ps_hyps, ps_seconds, no_output = _decode_phonetisaurus(module, fst, words)
+    decoder = module.Phonetisaurus(str(fst))
+    ps_hyps, ps_seconds, no_output = _decode_phonetisaurus(decoder, words)
     cli_hyps, cli_seconds = _decode_phonetisaurus_cli(package_dir, fst, words, args.workdir)
     ps_wer, ps_per = wer_per(ps_hyps, refs)
     rows = [{"system": "Phonetisaurus", "wer": ps_wer, "per": ps_per, "train_seconds": ps_train,
              "times": [ps_seconds]}]
     # Decoders timed again in the later rounds: (row, () -> seconds).
-    retime = [(rows[0], lambda: _decode_phonetisaurus(module, fst, words)[1])]
+    retime = [(rows[0], lambda: _decode_phonetisaurus(decoder, words)[1])]
 
     torch.set_num_threads(THREADS)
     for name, system, meta in _systems(model, args):
