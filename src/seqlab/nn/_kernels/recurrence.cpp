@@ -71,6 +71,15 @@ using at::Tensor;
 #define SEQLAB_INLINE inline
 #endif
 
+// A reduction with several accumulators that GCC 12 leaves scalar when it is
+// inlined into a parallel lambda (float only; found with -fopt-info-vec) is
+// kept in a function of its own, where it vectorizes.
+#if defined(__GNUC__)
+#define SEQLAB_OUTLINE __attribute__((noinline))
+#else
+#define SEQLAB_OUTLINE
+#endif
+
 // ---------------------------------------------------------------------------
 // Activations.  float: branch-free so that the pointwise loops vectorize
 // (libm's expf is a call the compiler cannot vectorize); double: libm, for
@@ -658,7 +667,10 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
 //   h_t = σ(a_o) tanh(LN(c_t; γ, β))
 // LN(v)_k = (v_k - mean v) / sqrt(var v + eps) * gain_k (+ shift_k), biased var.
 // The kernel normalizes W x itself (xp = W x, no bias), so that the input
-// side needs no separate LayerNorm and bias passes over (T, B, 4H).
+// side needs no separate LayerNorm and bias passes over (T, B, 4H).  Backward
+// keeps in the time loop only what the recurrence needs; the input side's
+// LayerNorm backward and the sums for α_1, b and α_2 are one parallel pass
+// over all rows after it.
 // params: U (4H, H), α_1 (4H), b (4H), α_2 (4H), γ (H), β (H);
 // options: the three eps.
 // saved: xp, Hs, Cs; nhat (T, B, 4H) normalized h U^T; acts (T, B, 6H) = i, f,
@@ -744,6 +756,55 @@ std::vector<Tensor> ln_lstm_forward(const Tensor& xp, const std::vector<Tensor>&
   return {out, hT, cT, xp, Hs, Cs, nhat, acts, stats};
 }
 
+// Cell-norm backward of one row, first half: accumulates dγ += dy ĉ and dβ += dy
+// for dy = dh_t o (1 - tanh²(γ ĉ + β)) and returns the means of dĉ = dy γ and dĉ ĉ.
+template <typename T>
+SEQLAB_OUTLINE void ln_cell_sums(const T* a, const T* dh, const T* go, const T* gamma, T* d_gamma, T* d_shift,
+                                 int64_t H, T& m1, T& m2) {
+  T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t j = 0; j < H; ++j) {
+    const T o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
+    const T dy = (dh[j] + go[j]) * o * (1 - tc * tc);
+    d_gamma[j] += dy * chat;
+    d_shift[j] += dy;
+    s1 += dy * gamma[j];
+    s2 += dy * gamma[j] * chat;
+  }
+  m1 = s1 / H, m2 = s2 / H;
+}
+
+// Recurrent-norm backward of one row: dr = rstd (da α_2 - mean(da α_2) - n̂ mean(da α_2 n̂)).
+template <typename T>
+SEQLAB_OUTLINE void ln_recurrent_backward(const T* da, const T* alpha2, const T* n, T rstd, int64_t G, T* dr) {
+  T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t q = 0; q < G; ++q) {
+    const T dn = da[q] * alpha2[q];
+    s1 += dn, s2 += dn * n[q];
+  }
+  const T u1 = s1 / G, u2 = s2 / G;
+#pragma omp simd
+  for (int64_t q = 0; q < G; ++q) dr[q] = rstd * (da[q] * alpha2[q] - u1 - n[q] * u2);
+}
+
+// Input-norm backward of one row, after the time loop: adds the row's share of
+// dα_1, db and dα_2 to the sums and turns da into d/d (W x) in place.
+template <typename T>
+SEQLAB_OUTLINE void ln_input_backward(T* da, const T* x, const T* n, const T* alpha1, T mean, T rstd, int64_t G,
+                                      T* d_alpha1, T* d_bias, T* d_alpha2) {
+  T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t q = 0; q < G; ++q) {
+    const T d = da[q], xhat = (x[q] - mean) * rstd;
+    d_alpha1[q] += d * xhat, d_bias[q] += d, d_alpha2[q] += d * n[q];
+    s1 += d * alpha1[q], s2 += d * alpha1[q] * xhat;
+  }
+  const T w1 = s1 / G, w2 = s2 / G;
+#pragma omp simd
+  for (int64_t q = 0; q < G; ++q) da[q] = rstd * (da[q] * alpha1[q] - w1 - (x[q] - mean) * rstd * w2);
+}
+
 template <typename T>
 std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
                                      const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
@@ -752,12 +813,11 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   const Tensor& U = params[0];
   const T *alpha1 = cptr<T>(params[1]), *alpha2 = cptr<T>(params[3]), *gamma = cptr<T>(params[4]);
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
-  Tensor dxp = fresh({st.T, B, G}, dout.options());  // d/d (W x); first holds d/d a of the row
+  Tensor dxp = fresh({st.T, B, G}, dout.options());  // d/d a in the time loop, then d/d (W x)
   Tensor dR = fresh({st.T, B, G}, dout.options());   // d/d (h_{t-1} U^T)
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
-  // Per-row sums for α_1, b, α_2, γ, β, reduced over B at the end: (B, 12H + 2H).
-  const int64_t P = 3 * G + 2 * H;
-  Tensor dP = fresh({B, P}, dout.options()).zero_();
+  // Per-row sums for γ and β, reduced over B at the end.
+  Tensor dP = fresh({B, 2 * H}, dout.options()).zero_();
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
   const Buf<T> X = buf<T>(xp), D = buf<T>(dxp), DR = buf<T>(dR), N = buf<T>(nhat), AC = buf<T>(acts);
   const Buf<T> S = buf<T>(stats), CS = buf<T>(Cs), GO = buf<T>(dout);
@@ -769,31 +829,13 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
         zero_span(da, 0, G), zero_span(dr, 0, G);
         return;
       }
-      const T *a = AC.row(t, b), *n = N.row(t, b), *stat = S.row(t, b), *x = X.row(t, b);
-      const T *cp = CS.row(t, b), *go = GO.row(t, b);
+      const T *a = AC.row(t, b), *cp = CS.row(t, b), *go = GO.row(t, b);
       T *dh_b = dH.data_ptr<T>() + b * H, *dc_b = dC.data_ptr<T>() + b * H;
-      T *d_alpha1 = dP.data_ptr<T>() + b * P, *d_bias = d_alpha1 + G, *d_alpha2 = d_bias + G;
-      T *d_gamma = d_alpha2 + G, *d_shift = d_gamma + H;
-      const T mean_x = stat[0], rstd_x = stat[1], rstd_r = stat[2], rstd_c = stat[3];
-      // h = o tanh(y), y = γ ĉ + β.  (Reductions get loops of their own: GCC does
-      // not vectorize a reduction next to stores.)
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const T o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
-        const T dy = (dh_b[j] + go[j]) * o * (1 - tc * tc);
-        d_gamma[j] += dy * chat;
-        d_shift[j] += dy;
-      }
-      // LN backward: dc = rstd (dĉ - mean(dĉ) - ĉ mean(dĉ ĉ)), dĉ = dy γ.
-      T s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t j = 0; j < H; ++j) {
-        const T o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
-        const T dchat = (dh_b[j] + go[j]) * o * (1 - tc * tc) * gamma[j];
-        s1 += dchat;
-        s2 += dchat * chat;
-      }
-      const T m1 = s1 / H, m2 = s2 / H;
+      T *d_gamma = dP.data_ptr<T>() + b * 2 * H, *d_shift = d_gamma + H;
+      const T rstd_r = S.row(t, b)[2], rstd_c = S.row(t, b)[3];
+      // h = o tanh(y), y = γ ĉ + β; LN backward: dc = rstd (dĉ - mean(dĉ) - ĉ mean(dĉ ĉ)), dĉ = dy γ.
+      T m1, m2;
+      ln_cell_sums(a, dh_b, go, gamma, d_gamma, d_shift, H, m1, m2);
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
@@ -807,40 +849,30 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
         dc_b[j] = dc * f;
         dh_b[j] = 0;
       }
-#pragma omp simd
-      for (int64_t q = 0; q < G; ++q) {
-        d_alpha1[q] += da[q] * (x[q] - mean_x) * rstd_x;
-        d_bias[q] += da[q];
-        d_alpha2[q] += da[q] * n[q];
-      }
-      T u1 = 0, u2 = 0, w1 = 0, w2 = 0;
-#pragma omp simd reduction(+ : u1, u2, w1, w2)
-      for (int64_t q = 0; q < G; ++q) {
-        const T dn = da[q] * alpha2[q], dxh = da[q] * alpha1[q];
-        u1 += dn, u2 += dn * n[q];
-        w1 += dxh, w2 += dxh * (x[q] - mean_x) * rstd_x;
-      }
-      u1 /= G, u2 /= G, w1 /= G, w2 /= G;
-#pragma omp simd
-      for (int64_t q = 0; q < G; ++q) {
-        const T xhat = (x[q] - mean_x) * rstd_x;
-        dr[q] = rstd_r * (da[q] * alpha2[q] - u1 - n[q] * u2);
-        da[q] = rstd_x * (da[q] * alpha1[q] - w1 - xhat * w2);  // now d/d (W x)
-      }
+      ln_recurrent_backward(da, alpha2, N.row(t, b), rstd_r, G, dr);
     });
     recurrent(DR.at(t), T(1), dH.data_ptr<T>());  // dh_{t-1} += dR_t U
   }
   Tensor dU = mm_fresh(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
-  Tensor sums = dP.sum(0);
-  return {dxp,
-          dH,
-          dC,
-          dU,
-          sums.slice(0, 0, G),
-          sums.slice(0, G, 2 * G),
-          sums.slice(0, 2 * G, 3 * G),
-          sums.slice(0, 3 * G, 3 * G + H),
-          sums.slice(0, 3 * G + H, P)};
+  // Off the sequential path: the input side's backward and the sums for α_1, b and α_2, each task
+  // over its own rows into its own sums (rows past a sequence's end are skipped).
+  const int64_t rows = st.T * B, tasks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
+  Tensor sums = fresh({tasks, 3 * G}, dout.options()).zero_();
+  at::parallel_for(0, tasks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      T* acc = sums.data_ptr<T>() + k * 3 * G;
+      for (int64_t row = rows * k / tasks; row < rows * (k + 1) / tasks; ++row) {
+        const int64_t t = row / B, b = row % B;
+        if (t >= len[b]) continue;
+        const T* stat = S.row(t, b);
+        ln_input_backward(D.row(t, b), X.row(t, b), N.row(t, b), alpha1, stat[0], stat[1], G, acc, acc + G,
+                          acc + 2 * G);
+      }
+    }
+  });
+  Tensor p = sums.sum(0), q = dP.sum(0);
+  return {dxp, dH, dC, dU, p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G), q.slice(0, 0, H),
+          q.slice(0, H, 2 * H)};
 }
 
 // ---------------------------------------------------------------------------
