@@ -69,7 +69,6 @@ THREADS = 1  # torch threads for seqlab decoding; Phonetisaurus has only one
 BEAMS = (1, 5)
 # phonetisaurus-apply's defaults: 1-best, beam 10000, n-best threshold 99.
 PS_NBEST, PS_BEAM, PS_THRESH = 1, 10000, 99.0
-REGENERATE = "seqlab bench g2p --member runs/g2p-v2/best"
 
 
 def _log(message: str) -> None:
@@ -265,7 +264,7 @@ def _update_readme(r: dict[str, Any], readme: Path, report: Path) -> bool:
         "",
         *_table(r),
         "",
-        f"Written by `{REGENERATE}`, which trains Phonetisaurus and decodes with both systems in one run; "
+        f"Written by `{r['command']}`, which trains Phonetisaurus and decodes with both systems in one run; "
         f"details in [{report.name}]({report.relative_to(REPO).as_posix()}).",
         README_END,
     ]
@@ -295,8 +294,7 @@ def _render(r: dict[str, Any]) -> str:
         f"decoding {PS_NBEST}-best with beam {PS_BEAM}",
     ]
     if r["seqlab"].get("member"):
-        lines.append(f"- seqlab single model: `{r['seqlab']['member']}`, one left-to-right model of the kind "
-                     "the ensemble averages; its train time is its own run's")
+        lines.append(f"- seqlab single model: `{r['seqlab']['member']}`, {r['seqlab']['member_note']}")
     if partial:
         lines += ["", "**Partial split (smoke test): these numbers are not comparable with full-split results.**"]
     mismatches = ps["cli_mismatches"]
@@ -326,10 +324,22 @@ def _render(r: dict[str, Any]) -> str:
            "activations at each call); the WER difference to the float32 row is its cost."]
           if r["seqlab"].get("int8") else []),
         "",
-        f"Regenerate with `{REGENERATE}` (this run: `{r['command']}`).",
+        f"Regenerate with `{r['command']}`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _member_note(meta: dict[str, Any]) -> str:
+    """What the single model beside the ensemble is, from its checkpoint metadata."""
+    config = meta.get("config", {})
+    size = f"encoder {config.get('enc_layers', '?')} x {config.get('enc_hidden', '?')} units per direction"
+    if config.get("teacher_file"):
+        return (f"a single model distilled from the shipped ensemble (sequence-level knowledge distillation, "
+                f"Kim & Rush 2016: trained on the ensemble's greedy pronunciations of the train words; "
+                f"`scripts/g2p_student.sh`, `configs/g2p-student.yaml`), {size}; its train time is its own run's "
+                f"and leaves out the ensemble it learns from")
+    return f"one left-to-right model of the kind the ensemble averages, {size}; its train time is its own run's"
 
 
 def _systems(model: G2PModel, args: argparse.Namespace) -> list[tuple[str, G2PModel, dict[str, Any]]]:
@@ -339,7 +349,8 @@ def _systems(model: G2PModel, args: argparse.Namespace) -> list[tuple[str, G2PMo
     if args.member is not None:
         _log(f"loading single model {args.member}")
         single = G2PModel.from_checkpoint(args.member)
-        systems.append(("seqlab (one model)", single, single.meta))
+        distilled = bool(single.meta.get("config", {}).get("teacher_file"))
+        systems.append((f"seqlab ({'distilled model' if distilled else 'one model'})", single, single.meta))
     if args.int8:
         systems = [v for name, m, meta in systems for v in ((name, m, meta), (f"{name}, int8", m.quantized(), meta))]
     return systems
@@ -372,7 +383,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     retime = [(rows[0], lambda: _decode_phonetisaurus(decoder, words)[1])]
 
     torch.set_num_threads(THREADS)
-    for name, system, meta in _systems(model, args):
+    systems = _systems(model, args)
+    member_meta = next((meta for _, _, meta in systems if meta is not model.meta), None)
+    for name, system, meta in systems:
         seconds_trained = train_seconds if meta is model.meta else _seqlab_train_time(meta, None)[0]
         for beam in BEAMS:
             _log(f"{name}: decoding, beam {beam}")
@@ -413,6 +426,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                    "train_words": (model.meta.get("config") or model.meta["members"][0]["config"]).get("train_words"),
                    "train_time_source": train_source,
                    "member": str(args.member) if args.member is not None else None,
+                   "member_note": _member_note(member_meta) if member_meta is not None else None,
                    "int8": args.int8},
         "rounds": args.rounds,
         "rows": rows,

@@ -108,8 +108,7 @@ def test_shipped_model_pronounces_hello_world():
         assert printed == word and tuple(phones.split()) in lexicon[word]
 
 
-def test_bench_g2p_decodes_each_model_in_float32_and_int8(checkpoint):
-    import argparse
+def _bench_module():
     import importlib.util
     from pathlib import Path
 
@@ -117,6 +116,13 @@ def test_bench_g2p_decodes_each_model_in_float32_and_int8(checkpoint):
     spec = importlib.util.spec_from_file_location("bench_g2p", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_g2p_decodes_each_model_in_float32_and_int8(checkpoint):
+    import argparse
+
+    bench = _bench_module()
     model = G2PModel.from_checkpoint(checkpoint)
     systems = bench._systems(model, argparse.Namespace(member=checkpoint, int8=True))
     assert [name for name, _, _ in systems] == ["seqlab", "seqlab, int8", "seqlab (one model)",
@@ -125,6 +131,14 @@ def test_bench_g2p_decodes_each_model_in_float32_and_int8(checkpoint):
     for _, system, meta in systems:
         assert meta["task"] == "g2p"
         assert all(len(p) > 0 for p in system.pronounce(words, beam=2))
+
+
+def test_bench_g2p_says_whether_the_single_model_is_distilled():
+    bench = _bench_module()
+    student = bench._member_note({"config": {"teacher_file": "runs/t.tsv", "enc_layers": 2, "enc_hidden": 192}})
+    member = bench._member_note({"config": {"enc_layers": 2, "enc_hidden": 256}})
+    assert "distilled" in student and "2 x 192" in student
+    assert "distilled" not in member and "2 x 256" in member
 
 
 @pytest.mark.parametrize("mode", ["replace", "add"])
