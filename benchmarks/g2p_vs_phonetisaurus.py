@@ -330,11 +330,16 @@ def _render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _distilled(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint was trained on a teacher's outputs (``teacher_file`` in its config)."""
+    return bool(meta.get("config", {}).get("teacher_file"))
+
+
 def _member_note(meta: dict[str, Any]) -> str:
     """What the single model beside the ensemble is, from its checkpoint metadata."""
     config = meta.get("config", {})
     size = f"encoder {config.get('enc_layers', '?')} x {config.get('enc_hidden', '?')} units per direction"
-    if config.get("teacher_file"):
+    if _distilled(meta):
         return (f"a single model distilled from the shipped ensemble (sequence-level knowledge distillation, "
                 f"Kim & Rush 2016: trained on the ensemble's greedy pronunciations of the train words; "
                 f"`scripts/g2p_student.sh`, `configs/g2p-student.yaml`), {size}; its train time is its own run's "
@@ -349,8 +354,8 @@ def _systems(model: G2PModel, args: argparse.Namespace) -> list[tuple[str, G2PMo
     if args.member is not None:
         _log(f"loading single model {args.member}")
         single = G2PModel.from_checkpoint(args.member)
-        distilled = bool(single.meta.get("config", {}).get("teacher_file"))
-        systems.append((f"seqlab ({'distilled model' if distilled else 'one model'})", single, single.meta))
+        label = "distilled model" if _distilled(single.meta) else "one model"
+        systems.append((f"seqlab ({label})", single, single.meta))
     if args.int8:
         systems = [v for name, m, meta in systems for v in ((name, m, meta), (f"{name}, int8", m.quantized(), meta))]
     return systems
