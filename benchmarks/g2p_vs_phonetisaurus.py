@@ -21,14 +21,15 @@ What is measured here, in this run:
 - seqlab: ``G2PModel.pronounce`` greedy and with beam 5 on one torch thread,
   model loading excluded; the same again with int8 compute
   (``G2PModel.quantized``, ``torch.ao`` dynamic quantisation) unless
-  ``--no-int8``; and a single trained model (``--member DIR``) beside the
-  ensemble, to show what the ensemble costs and buys.
+  ``--no-int8``; and a single model beside the ensemble (``--member DIR``;
+  by default the shipped distilled model of ``seqlab g2p --fast``, none with
+  ``--no-member``), to show what the ensemble costs and buys.
 
 seqlab's training time is *not* measured here: it is read from the
 checkpoint's metadata or from the run's ``log.csv`` (``--run-log``).
 
 Usage:
-    python benchmarks/g2p_vs_phonetisaurus.py [--checkpoint DIR] [--member DIR] [--no-int8] [--run-log FILE]
+    python benchmarks/g2p_vs_phonetisaurus.py [--checkpoint DIR] [--member DIR | --no-member] [--no-int8]
     seqlab bench g2p [same options]
 """
 
@@ -342,8 +343,8 @@ def _member_note(meta: dict[str, Any]) -> str:
     if _distilled(meta):
         return (f"a single model distilled from the shipped ensemble (sequence-level knowledge distillation, "
                 f"Kim & Rush 2016: trained on the ensemble's greedy pronunciations of the train words; "
-                f"`scripts/g2p_student.sh`, `configs/g2p-student.yaml`), {size}; its train time is its own run's "
-                f"and leaves out the ensemble it learns from")
+                f"`scripts/g2p_student.sh`, `configs/g2p-student.yaml`; shipped as `seqlab g2p --fast`), {size}; "
+                f"its train time is its own run's and leaves out the ensemble it learns from")
     return f"one left-to-right model of the kind the ensemble averages, {size}; its train time is its own run's"
 
 
@@ -442,8 +443,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """This benchmark's options (also those of ``seqlab bench g2p``)."""
     p.add_argument("--checkpoint", type=Path, default=REPO / "src/seqlab/pretrained/g2p",
                    help="seqlab G2P checkpoint folder (default: the shipped model)")
-    p.add_argument("--member", type=Path,
-                   help="also decode this single-model checkpoint (e.g. runs/g2p-v2/best), to set beside the ensemble")
+    single = p.add_mutually_exclusive_group()
+    single.add_argument("--member", type=Path, default=REPO / "src/seqlab/pretrained/g2p-fast",
+                        help="also decode this single-model checkpoint, to set beside the ensemble (default: the "
+                        "shipped distilled model of seqlab g2p --fast)")
+    single.add_argument("--no-member", dest="member", action="store_const", const=None,
+                        help="decode the ensemble only")
     p.add_argument("--no-int8", dest="int8", action="store_false",
                    help="skip the int8-compute rows (torch.ao dynamic quantisation of each seqlab system)")
     p.add_argument("--run-log", type=Path, help="log.csv of the run that trained the checkpoint (for its train time)")

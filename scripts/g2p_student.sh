@@ -6,7 +6,8 @@
 #    so no dev or test word reaches training.
 # 2. The student: `seqlab train g2p` on the teacher's pronunciations (about
 #    75-100 minutes on one thread; give more with threads=2).
-# 3. The comparison with Phonetisaurus: `seqlab bench g2p --member runs/g2p-student/best`.
+# 3. The comparison with Phonetisaurus: `seqlab bench g2p --member runs/g2p-student/best`
+#    (the shipped copy, src/seqlab/pretrained/g2p-fast, is what `--fast` loads).
 #
 #   scripts/g2p_student.sh [key=value ...]   # overrides go to seqlab train
 set -euo pipefail

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from seqlab.errors import SeqlabError
-from seqlab.tasks.g2p import MAX_WORD_LENGTH, PRETRAINED, G2PModel, normalize_word
+from seqlab.tasks.g2p import (
+    MAX_WORD_LENGTH,
+    PRETRAINED,
+    PRETRAINED_FAST,
+    G2PModel,
+    load_pretrained,
+    normalize_word,
+)
 from seqlab.train import Trainer
 
 
@@ -106,6 +113,28 @@ def test_shipped_model_pronounces_hello_world():
     for line, word in zip(run.stdout.splitlines(), ["hello", "world"], strict=True):
         printed, phones = line.split("\t")
         assert printed == word and tuple(phones.split()) in lexicon[word]
+
+
+@pytest.mark.skipif(not (PRETRAINED_FAST / "meta.json").is_file(), reason="no shipped fast model in this checkout")
+def test_shipped_fast_model_pronounces_hello_world_greedily():
+    from seqlab.data import read_cmudict
+
+    lexicon = read_cmudict()
+    model = load_pretrained(fast=True)
+    assert model.meta["config"]["teacher_file"] and not model.meta.get("members")  # one distilled network
+    run = _seqlab("g2p", "--fast", "hello", "world")
+    assert run.returncode == 0, run.stderr
+    printed = [line.split("\t") for line in run.stdout.splitlines()]
+    assert [w for w, _ in printed] == ["hello", "world"]
+    assert [p.split() for _, p in printed] == [list(x) for x in model.pronounce(["hello", "world"], beam=1)]
+    assert all(tuple(p.split()) in lexicon[w] for w, p in printed)
+
+
+def test_fast_and_checkpoint_exclude_each_other(checkpoint):
+    run = _seqlab("g2p", "--fast", "--checkpoint", str(checkpoint), "hello")
+    assert run.returncode == 2 and "not allowed with argument" in run.stderr
+    with pytest.raises(SeqlabError, match="not both"):
+        load_pretrained(checkpoint, fast=True)
 
 
 def _bench_module():

@@ -99,14 +99,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"PER {_percent(result['per'])}  ({result['words_per_second']:,.0f} words/s, {result['threads']} threads"
             + (", int8 compute)" if args.int8 else ")")
         )
-    shipped = args.checkpoint is None or Path(args.checkpoint).resolve() == g2p.PRETRAINED
+    shipped = not args.fast and (args.checkpoint is None or Path(args.checkpoint).resolve() == g2p.PRETRAINED)
     out = args.results
     # docs/results/g2p.json records the shipped model as it ships: float32 compute.
     if out is None and shipped and not args.int8 and args.split == "test" and Path("docs/results").is_dir():
         out = "docs/results/g2p.json"
     if out:
         record = {
-            "model": "shipped" if shipped else str(args.checkpoint),
+            "model": "shipped" if shipped else "shipped (fast)" if args.fast else str(args.checkpoint),
             "results": results,
             "date": datetime.date.today().isoformat(),
             "commit": git_commit(),
@@ -124,11 +124,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _load_g2p(args: argparse.Namespace):
-    """The model of ``--checkpoint`` (default: the shipped one), computing in int8 with ``--int8-compute``."""
+    """The model of ``--checkpoint`` or ``--fast`` (default: the shipped ensemble), in int8 with ``--int8-compute``."""
     from .tasks import g2p
 
-    model = g2p.load_pretrained(args.checkpoint)
-    return model.quantized() if args.int8 else model
+    model = g2p.load_pretrained(args.checkpoint, fast=args.fast)
+    return model.quantized() if getattr(args, "int8", False) else model
+
+
+def _beam(args: argparse.Namespace) -> int:
+    """``--beam``, whose default follows the model: greedy for ``--fast`` (what it is made for), else 5."""
+    return args.beam if args.beam is not None else 1 if args.fast else 5
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -145,7 +150,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise SeqlabError(f"{args.input}:{number}: {err}", hint=err.hint) from None
     model = _load_g2p(args)
     start = time.perf_counter()
-    phones = model.pronounce_parts(words, beam=args.beam)
+    phones = model.pronounce_parts(words, beam=_beam(args))
     seconds = time.perf_counter() - start
     out = [f"{word}\t{' '.join(p)}\n" for (_, word), p in zip(lines, phones)]
     Path(args.output).write_text("".join(out), encoding="utf-8")
@@ -158,9 +163,9 @@ def _cmd_g2p(args: argparse.Namespace) -> int:
     from .tasks import g2p
 
     parts = [g2p.normalize_word(w) for w in args.words]  # bad words fail before the model loads
-    model = g2p.load_pretrained(args.checkpoint)
+    model = _load_g2p(args)
     flat_words = [p for ps in parts for p in ps]
-    flat = model.pronounce(flat_words, beam=args.beam)  # one decode for the printout and the plot
+    flat = model.pronounce(flat_words, beam=_beam(args))  # one decode for the printout and the plot
     k = 0
     for word, ps in zip(args.words, parts):
         print(f"{word}\t{' '.join(ph for piece in flat[k : k + len(ps)] for ph in piece)}")
@@ -244,7 +249,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeConfig, serve
 
-    config = ServeConfig(checkpoint=args.checkpoint, beam=args.beam, max_words=args.max_words)
+    config = ServeConfig(checkpoint=args.checkpoint, fast=args.fast, beam=_beam(args), max_words=args.max_words)
     serve(config, host=args.host, port=args.port)
     return 0
 
@@ -262,6 +267,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, beam: bool = True) -> None:
+    """Which G2P model (``--checkpoint`` or ``--fast``; default the shipped ensemble) and ``--beam``."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", help="a checkpoint folder (default: the shipped ensemble)")
+    which.add_argument("--fast", action="store_true",
+                       help="the shipped distilled model: one network trained on the ensemble's pronunciations, "
+                       "several times faster and a little less accurate (WERs and words/s in README.md)")
+    if beam:
+        p.add_argument("--beam", type=_positive_int, help="beam size (default: 5, or 1 with --fast; 1 is greedy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,9 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         "are removed and hyphenated words are pronounced part by part; digits and other symbols are refused.",
     )
     g2p.add_argument("words", nargs="+", metavar="WORD")
-    g2p.add_argument("--beam", type=_positive_int, default=5, help="beam size (default: 5; 1 is greedy)")
+    _add_model_options(g2p)
     g2p.add_argument("--plot", metavar="FILE.png", help="write the attention heatmap of each word")
-    g2p.add_argument("--checkpoint", help="a checkpoint folder instead of the shipped model")
     g2p.set_defaults(func=_cmd_g2p)
 
     cells = sub.add_parser("cells", help="list the registered recurrent cells with their parameter counts")
@@ -326,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "repository root also writes docs/results/g2p.json.",
     )
     evaluate.add_argument("task", choices=list(TASKS))
-    evaluate.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
+    _add_model_options(evaluate, beam=False)
     evaluate.add_argument("--split", choices=("dev", "test"), default="test")
     evaluate.add_argument("--beam", type=_positive_int, nargs="+", default=[1],
                           help="beam size(s) (default: 1, greedy); e.g. --beam 1 5")
@@ -343,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("task", choices=list(TASKS))
     predict.add_argument("--input", required=True, help="word list, one word per line (UTF-8)")
     predict.add_argument("--output", required=True, help="where to write word<TAB>phone phone ...")
-    predict.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
-    predict.add_argument("--beam", type=_positive_int, default=5, help="beam size (default: 5; 1 is greedy)")
+    _add_model_options(predict)
     predict.add_argument("--int8-compute", dest="int8", action="store_true",
                          help="compute in int8 (torch dynamic quantisation): faster on CPU, slightly less exact")
     predict.set_defaults(func=_cmd_predict)
@@ -385,8 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
-    serve.add_argument("--checkpoint", help="checkpoint folder (default: the shipped model)")
-    serve.add_argument("--beam", type=_positive_int, default=5, help="default beam size (default: 5; 1 is greedy)")
+    _add_model_options(serve)
     serve.add_argument("--max-words", type=_positive_int, default=64, help="most words per request (default: 64)")
     serve.set_defaults(func=_cmd_serve)
 

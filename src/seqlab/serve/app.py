@@ -77,6 +77,7 @@ class ServeConfig:
     """What ``seqlab serve`` serves and the limits it enforces."""
 
     checkpoint: str | None = None  # a checkpoint folder; None: the shipped model
+    fast: bool = False  # with no checkpoint: the shipped distilled model instead of the ensemble
     beam: int = 5  # default beam size (a request may ask for 1..MAX_BEAM)
     max_words: int = 64  # most words in one request
     max_body_bytes: int = 16_384  # largest request body
@@ -259,10 +260,10 @@ def _word_result(word: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
 def create_app(config: ServeConfig = ServeConfig(), *, model: G2PModel | None = None) -> FastAPI:
     """The FastAPI app; ``model`` overrides ``config.checkpoint`` (tests pass a loaded model)."""
     config.validate()
-    model = model if model is not None else load_pretrained(config.checkpoint)
+    model = model if model is not None else load_pretrained(config.checkpoint, fast=config.fast)
     info = {
         "model": {
-            "checkpoint": str(config.checkpoint) if config.checkpoint else "shipped",
+            "checkpoint": str(config.checkpoint) if config.checkpoint else "shipped (fast)" if config.fast else "shipped",
             "parameters": sum(p.numel() for p in model.model.parameters()),
             "epoch": model.meta.get("epoch"),
             "dev": model.meta.get("metrics"),

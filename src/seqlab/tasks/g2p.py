@@ -507,6 +507,9 @@ def tune_rescore_weight(
 # --------------------------------------------------------------------------
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "g2p"
+PRETRAINED_FAST = PRETRAINED.with_name("g2p-fast")
+"""The shipped distilled model: one network trained on the ensemble's own pronunciations of the train words
+(sequence-level knowledge distillation, Kim & Rush 2016; ``scripts/g2p_student.sh``), for fast greedy decoding."""
 
 DEMO_CONFIG = G2PConfig(
     emb_size=32,
@@ -528,13 +531,17 @@ DEMO_CONFIG = G2PConfig(
 """The compact model ``seqlab demo`` trains: small enough for a few minutes on 2 cores."""
 
 
-def load_pretrained(folder: str | Path | None = None) -> G2PModel:
-    """The shipped model (or the checkpoint in ``folder``)."""
-    folder = Path(folder) if folder is not None else PRETRAINED
-    if folder == PRETRAINED and not (folder / "meta.json").is_file():
+def load_pretrained(folder: str | Path | None = None, *, fast: bool = False) -> G2PModel:
+    """The shipped ensemble, the shipped distilled model with ``fast``, or the checkpoint in ``folder``."""
+    if folder is not None and fast:
+        raise SeqlabError("give either a checkpoint folder or fast, not both")
+    shipped = PRETRAINED_FAST if fast else PRETRAINED
+    folder = Path(folder) if folder is not None else shipped
+    if folder == shipped and not (folder / "meta.json").is_file():
         raise SeqlabError(
             f"the shipped G2P model is missing from {folder}",
-            hint="reinstall seqlab, or train one: seqlab train g2p --config configs/g2p.yaml",
+            hint="reinstall seqlab, or train one: "
+            + ("scripts/g2p_student.sh" if fast else "seqlab train g2p --config configs/g2p.yaml"),
         )
     return G2PModel.from_checkpoint(folder)
 
