@@ -224,6 +224,12 @@ def _command_line() -> str:
     return shlex.join([*head, *sys.argv[1:]])
 
 
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the repository when inside it (no machine's folders)."""
+    path = path.resolve()
+    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "n/a"
@@ -427,11 +433,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                           "no_output": no_output, "cli_seconds": cli_seconds,
                           "cli_words_per_second": len(words) / cli_seconds,
                           "cli_mismatches": sum(a != b for a, b in zip(ps_hyps, cli_hyps))},
-        "seqlab": {"checkpoint": str(args.checkpoint),
+        "seqlab": {"checkpoint": _shown(args.checkpoint),
                    "epoch": model.meta.get("epoch") or "/".join(str(m.get("epoch", "?")) for m in model.meta["members"]),
                    "train_words": (model.meta.get("config") or model.meta["members"][0]["config"]).get("train_words"),
                    "train_time_source": train_source,
-                   "member": str(args.member) if args.member is not None else None,
+                   "member": _shown(args.member) if args.member is not None else None,
                    "member_note": _member_note(member_meta) if member_meta is not None else None,
                    "int8": args.int8},
         "rounds": args.rounds,
