@@ -237,8 +237,12 @@ def test_benchmark_writes_tables_with_every_cell(tmp_path):
     assert rows[bench.BASELINE]["train_ratio"] == 1.0
     assert rows["sru"]["path"] == "seqlab" and "SRU training vs LSTM" in rows["sru"]["targets"]
     assert "train_overhead" in rows["gru"] and "train_overhead" not in rows["sru"]
+    # Nested LSTM's matrices, I=4, H=5: input 4H x I, outer 4H x H, inner 4H x 2H; the LSTM's: 4H x I, 4H x H.
+    assert rows["nested_lstm"]["flops_ratio"] == pytest.approx((80 + 100 + 200) / (80 + 100))
+    assert rows["sru"]["targets"]["SRU training vs LSTM"]["floor"] == rows["sru"]["train_floor"] > 0
     record = {"device": "cpu", "date": "d", "commit": None, "command": "c", "torch": "t", "cpu": "x",
               "threads": 1, "repeats": 1, "warmup": 0, "quick": True, "shapes": [result]}
     page = bench._render(record)
     assert all(f"| {name} |" in page for name in CELLS) and "target checks met" in page
+    assert "| floor (inf / train) |" in page
     json.dumps(record)  # the JSON record is serialisable as is
