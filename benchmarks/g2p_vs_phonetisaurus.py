@@ -458,8 +458,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-int8", dest="int8", action="store_false",
                    help="skip the int8-compute rows (torch.ao dynamic quantisation of each seqlab system)")
     p.add_argument("--run-log", type=Path, help="log.csv of the run that trained the checkpoint (for its train time)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="timing rounds for every decoder but the ensemble's beam search, median reported (default: 3)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="timing rounds for every decoder but the ensemble's beam search, median reported (default: 5)")
     p.add_argument("--train-words", type=int, default=0, help="first N train words only (0 = all; smoke tests)")
     p.add_argument("--test-words", type=int, default=0, help="first N test words only (0 = all; smoke tests)")
     p.add_argument("--out", type=Path, default=REPO / "docs/results/g2p_vs_phonetisaurus.md",

@@ -179,3 +179,12 @@ def test_load_of_100_requests_from_8_clients_has_no_errors(server, model):
         assert [r["phones"] for r in body["results"]] == [expected[w] for w in requests[i]]
     stats = _get(f"{server}/api/info").json()["stats"]
     assert stats["requests"] >= 100 and stats["batches"] <= stats["requests"]
+
+
+def test_fast_serves_the_shipped_distilled_model_greedily():
+    fast = load_pretrained(fast=True)
+    with BackgroundServer(create_app(ServeConfig(fast=True, beam=1))) as url:
+        info = _get(f"{url}/api/info").json()
+        body = _post(url, {"words": ["phoneme"]}).json()
+    assert info["model"]["checkpoint"] == "shipped (fast)" and info["model"]["ensemble_members"] is None
+    assert info["beam"] == 1 and body["results"][0]["phones"] == fast.pronounce(["phoneme"], beam=1)[0]

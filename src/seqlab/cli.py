@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train Phonetisaurus on the G2P train split (about 3 minutes), decode the test split with it "
         "and with seqlab (greedy and beam 5, float32 and int8 compute, optionally a single model beside the "
         "ensemble) on one thread, and write docs/results/g2p_vs_phonetisaurus.md and .json and the README table. "
-        "Takes about 15 minutes; run it on a quiet machine.",
+        "Takes about half an hour; run it on a quiet machine.",
     )
     for name, target in (("cells", bench_cells), ("g2p", bench_g2p)):
         module = _bench_module(name)
