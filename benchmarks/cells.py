@@ -169,7 +169,7 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
 
 def _targets(name: str, row: dict[str, Any]) -> dict[str, dict[str, float | bool]]:
     """Issue 4's targets that apply to this row: {target: {"value", "limit", "met"}}."""
-    checks: dict[str, tuple[float, float]] = {}
+    checks: dict[str, tuple[float, float, float | None]] = {}  # value, limit, floor
     if name in CELLS and CELLS[name].native is None:
         checks["training vs LSTM"] = (row["train_ratio"], TARGET_TRAIN, row["train_floor"])
         checks["inference vs LSTM"] = (row["infer_ratio"], TARGET_INFER, row["infer_floor"])

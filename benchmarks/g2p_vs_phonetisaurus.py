@@ -61,7 +61,7 @@ from seqlab.data import load_g2p
 from seqlab.errors import SeqlabError
 from seqlab.provenance import cpu_name, git_commit
 from seqlab.metrics import wer_per
-from seqlab.tasks.g2p import G2PModel
+from seqlab.tasks.g2p import PRETRAINED, PRETRAINED_FAST, G2PModel
 from seqlab.train import total_train_seconds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -447,10 +447,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """This benchmark's options (also those of ``seqlab bench g2p``)."""
-    p.add_argument("--checkpoint", type=Path, default=REPO / "src/seqlab/pretrained/g2p",
+    p.add_argument("--checkpoint", type=Path, default=PRETRAINED,
                    help="seqlab G2P checkpoint folder (default: the shipped model)")
     single = p.add_mutually_exclusive_group()
-    single.add_argument("--member", type=Path, default=REPO / "src/seqlab/pretrained/g2p-fast",
+    single.add_argument("--member", type=Path, default=PRETRAINED_FAST,
                         help="also decode this single-model checkpoint, to set beside the ensemble (default: the "
                         "shipped distilled model of seqlab g2p --fast)")
     single.add_argument("--no-member", dest="member", action="store_const", const=None,

@@ -99,14 +99,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"PER {_percent(result['per'])}  ({result['words_per_second']:,.0f} words/s, {result['threads']} threads"
             + (", int8 compute)" if args.int8 else ")")
         )
-    shipped = not args.fast and (args.checkpoint is None or Path(args.checkpoint).resolve() == g2p.PRETRAINED)
+    label = g2p.model_label(args.checkpoint, fast=args.fast)
     out = args.results
     # docs/results/g2p.json records the shipped model as it ships: float32 compute.
-    if out is None and shipped and not args.int8 and args.split == "test" and Path("docs/results").is_dir():
+    if out is None and label == "shipped" and not args.int8 and args.split == "test" and Path("docs/results").is_dir():
         out = "docs/results/g2p.json"
     if out:
         record = {
-            "model": "shipped" if shipped else "shipped (fast)" if args.fast else str(args.checkpoint),
+            "model": label,
             "results": results,
             "date": datetime.date.today().isoformat(),
             "commit": git_commit(),

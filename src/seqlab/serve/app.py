@@ -48,7 +48,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SeqlabError
-from ..tasks.g2p import MAX_WORD_LENGTH, G2PModel, load_pretrained, normalize_word
+from ..tasks.g2p import (
+    MAX_WORD_LENGTH,
+    G2PModel,
+    load_pretrained,
+    model_label,
+    normalize_word,
+)
 
 __all__ = ["ServeConfig", "EXAMPLES", "create_app", "pronounce_with_attention", "serve", "BackgroundServer"]
 
@@ -263,7 +269,7 @@ def create_app(config: ServeConfig = ServeConfig(), *, model: G2PModel | None = 
     model = model if model is not None else load_pretrained(config.checkpoint, fast=config.fast)
     info = {
         "model": {
-            "checkpoint": str(config.checkpoint) if config.checkpoint else "shipped (fast)" if config.fast else "shipped",
+            "checkpoint": model_label(config.checkpoint, fast=config.fast),
             "parameters": sum(p.numel() for p in model.model.parameters()),
             "epoch": model.meta.get("epoch"),
             "dev": model.meta.get("metrics"),

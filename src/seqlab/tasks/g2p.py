@@ -531,6 +531,13 @@ DEMO_CONFIG = G2PConfig(
 """The compact model ``seqlab demo`` trains: small enough for a few minutes on 2 cores."""
 
 
+def model_label(folder: str | Path | None = None, *, fast: bool = False) -> str:
+    """How records name the model that :func:`load_pretrained` loads for these arguments."""
+    if folder is not None and Path(folder).resolve() != PRETRAINED:
+        return str(folder)
+    return "shipped (fast)" if fast else "shipped"
+
+
 def load_pretrained(folder: str | Path | None = None, *, fast: bool = False) -> G2PModel:
     """The shipped ensemble, the shipped distilled model with ``fast``, or the checkpoint in ``folder``."""
     if folder is not None and fast:
