@@ -19,10 +19,13 @@ What is measured, per shape, in this one process:
 - models are timed round-robin, one call of each per round in a freshly
   shuffled order, so that load changes on a shared machine and the position
   in a round hit all of them alike; the first rounds are warm-up and
-  dropped; each number is the median over the rounds;
+  dropped; each time is the median over the rounds;
 - ratios divide by ``torch.nn.LSTM`` at the same shape in the same run
-  (lower is faster); lstm/gru/rnn_* are also compared with their own torch
-  module (the overhead of going through ``Recurrent``);
+  (lower is faster): the median over rounds of the ratio within a round, so
+  that a slow stretch of the machine, which lasts over many rounds, cancels
+  out (the ratio of the two medians is in the JSON too); lstm/gru/rnn_* are
+  also compared with their own torch module (the overhead of going through
+  ``Recurrent``), the same way;
 - GFLOP/s count the matrix products only: ``2 T B`` times the size of every
   weight matrix per forward pass, three times that for training; the GEMM
   reference is ``torch.mm`` of ``(T B, I) x (I, 4H)`` timed in the same rounds;
@@ -84,6 +87,12 @@ def _matmul_flops(model: nn.Module, T: int, B: int) -> int:
 
 def _median_ms(times: list[float]) -> float:
     return 1000 * statistics.median(times)
+
+
+def _paired_ratio(times: list[float], base: list[float]) -> float:
+    """Median over rounds of ``times[r] / base[r]``: both timed in the same round, so a load change
+    between rounds (minutes-long on a shared machine) cancels out of each ratio."""
+    return statistics.median(t / b for t, b in zip(times, base, strict=True))
 
 
 def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats: int, warmup: int) -> dict[str, Any]:
@@ -149,8 +158,11 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
             "path": model.backend if isinstance(model, Recurrent) else "torch",
             "infer_ms": infer_ms,
             "train_ms": train_ms,
-            "infer_ratio": infer_ms / base_ms["infer"],
-            "train_ratio": train_ms / base_ms["train"],
+            "infer_ratio": _paired_ratio(times[name]["infer"], times[BASELINE]["infer"]),
+            "train_ratio": _paired_ratio(times[name]["train"], times[BASELINE]["train"]),
+            # The plain ratio of the two medians, for comparison with the paired estimate.
+            "infer_ratio_of_medians": infer_ms / base_ms["infer"],
+            "train_ratio_of_medians": train_ms / base_ms["train"],
             "infer_gflops": flops / (infer_ms * 1e6),
             "train_gflops": 3 * flops / (train_ms * 1e6),
             "flops_ratio": flops / base_flops,
@@ -159,9 +171,9 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
             "train_floor": 3 * flops / (gemm_gflops * 1e6) / base_ms["train"],
         }
         if name in TORCH_MODULES:  # seqlab's layer against its own torch module
-            own = {k: _median_ms(v) for k, v in times[TORCH_MODULES[name][0]].items()}
-            row["infer_overhead"] = infer_ms / own["infer"]
-            row["train_overhead"] = train_ms / own["train"]
+            own = times[TORCH_MODULES[name][0]]
+            row["infer_overhead"] = _paired_ratio(times[name]["infer"], own["infer"])
+            row["train_overhead"] = _paired_ratio(times[name]["train"], own["train"])
         row["targets"] = _targets(name, row)
         rows.append(row)
     return {"T": T, "B": B, "I": I, "H": H, "gemm_ms": gemm_ms, "gemm_gflops": gemm_gflops, "rows": rows}
@@ -201,7 +213,8 @@ def _render(r: dict[str, Any]) -> str:
         f"{r['cpu']}, {r['threads']} torch thread(s). One layer, one direction, float32. Each time is the median "
         f"of {r['repeats']} rounds after {r['warmup']} warm-up rounds; in a round every model runs once, so all "
         "of them see the same machine load. Ratios divide by `torch.nn.LSTM` at the same shape in this run "
-        "(lower is faster). *path*: `torch` is torch's own kernel, `seqlab` the compiled kernels of "
+        "(lower is faster); each is the median over rounds of the ratio within a round, so that the machine's "
+        "slow stretches cancel out (the JSON also has the ratio of the medians). *path*: `torch` is torch's own kernel, `seqlab` the compiled kernels of "
         "`seqlab.nn._kernels`, `reference` the Python step loop. GFLOP/s count matrix products only "
         "(training: 3x the forward count). *FLOPs vs LSTM*: the cell's matrix-product FLOPs over "
         "torch.nn.LSTM's. *floor*: the ratio to torch.nn.LSTM the cell would reach if all of its matrix products "
@@ -253,7 +266,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SeqlabError("--device cuda asked for, but torch sees no CUDA device", hint="use --device cpu")
     shapes = QUICK_SHAPES if args.quick else SHAPES
-    repeats = args.repeats or (3 if args.quick else 15)
+    repeats = args.repeats or (3 if args.quick else 25)
     warmup = 1 if args.quick else WARMUP
     out = Path(args.out or ("runs/bench" if args.quick else REPO / "docs" / "results"))
     results = []
@@ -290,7 +303,7 @@ def _positive_int(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python benchmarks/cells.py`` and of ``seqlab bench cells``."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
-    parser.add_argument("--repeats", type=_positive_int, help="timed rounds per shape (default: 15, quick: 3)")
+    parser.add_argument("--repeats", type=_positive_int, help="timed rounds per shape (default: 25, quick: 3)")
     parser.add_argument("--quick", action="store_true",
                         help="two tiny shapes, 3 rounds, written to runs/bench: a smoke test, not a measurement")
     parser.add_argument("--out", help="output folder (default: docs/results; with --quick: runs/bench)")
