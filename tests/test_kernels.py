@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -227,10 +228,24 @@ def test_fused_impl_needs_a_cell_with_a_kernel():
 # ------------------------------------------------------------------ benchmark
 
 
-def test_benchmark_writes_tables_with_every_cell(tmp_path):
+def _bench_module():
     spec = importlib.util.spec_from_file_location("bench_cells", REPO / "benchmarks" / "cells.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_ratios_pair_the_rounds():
+    bench = _bench_module()
+    # Round 3 ran on a slow machine for both: two of three rounds say 0.5x; the medians alone say 1.0x.
+    cell, base = [1.0, 2.0, 3.0], [2.0, 2.0, 6.0]
+    assert bench._paired_ratio(cell, base) == 0.5 and statistics.median(cell) / statistics.median(base) == 1.0
+    with pytest.raises(ValueError):
+        bench._paired_ratio([1.0], [1.0, 2.0])  # rounds must pair up one to one
+
+
+def test_benchmark_writes_tables_with_every_cell(tmp_path):
+    bench = _bench_module()
     result = bench._bench_shape((3, 2, 4, 5), torch.device("cpu"), repeats=1, warmup=0)
     rows = {row["model"]: row for row in result["rows"]}
     assert set(CELLS) <= set(rows) and bench.BASELINE in rows

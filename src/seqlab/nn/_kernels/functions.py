@@ -3,11 +3,13 @@
 A fused run of one layer and direction is one custom autograd Function,
 :class:`_Recurrence`, around the compiled code (``recurrence.cpp``):
 
-1. the input projection ``xp = x Wᵀ + b`` of the whole ``(T, B, I)``
-   sequence in one GEMM (what ``cell.project`` computes);
+1. the input projection ``xp = x Wᵀ`` of the whole ``(T, B, I)`` sequence
+   in one GEMM (what ``cell.project`` computes; its bias ``b``, when it has
+   one, is added in the pointwise pass of each step);
 2. the time loop: one recurrent GEMM and one fused pointwise pass per step;
-3. backward through time by hand, then ``dx = dxp W``, ``dW = dxpᵀ x`` and
-   the recurrent weight gradients as one GEMM each over all steps.
+3. backward through time by hand, then ``dx = dxp W``, ``dW = dxpᵀ x``,
+   ``db = 1ᵀ dxp`` and the recurrent weight gradients as one GEMM each over
+   all steps.
 
 Each supported cell class maps to a kernel name, its input projection, the
 recurrent parameters the kernel takes and its scalar options (``_SPECS``).

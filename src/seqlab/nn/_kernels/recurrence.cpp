@@ -1219,8 +1219,8 @@ bool sru_plain(const std::string& kind, const std::vector<double>& options) {
 }
 
 // One layer and direction.  x (T, B, I); proj = [W (G, I)] or [W, b (G)]: the
-// input projection xp = x W^T (+ b) of every step is one GEMM here, into a
-// pooled buffer.  Returns [output (T, B, H), final state..., saved for backward...].
+// input projection xp = x W^T of every step is one GEMM here, into a pooled
+// buffer (the kernels add b, if any, in their pointwise pass).  Returns [output (T, B, H), final state..., saved for backward...].
 std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const std::vector<Tensor>& proj_in,
                             const std::vector<Tensor>& state_in, const std::vector<Tensor>& params_in,
                             const Tensor& lengths_in, bool reverse, const std::vector<double>& options, bool train) {
