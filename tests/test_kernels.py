@@ -126,6 +126,26 @@ def test_batch_first_and_packed_input_take_the_kernels():
     torch.testing.assert_close(fused(packed)[0].data, ref(packed)[0].data)
 
 
+@pytest.mark.parametrize("name", ["peephole", "sru"])
+def test_input_without_grad_gets_none_and_weights_match(name):
+    """x that needs no gradient (raw features): the kernels skip dx and the weights' gradients stay exact."""
+    ref, fused = _pair(name, torch.float64, 1, False, input_size=4)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    for layer in (ref, fused):
+        layer(x)[0].square().sum().backward()
+    for (k, a), b in zip(fused.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=lambda m: f"{name} {k}: {m}")
+
+
+def test_kernels_reject_a_wrong_number_of_state_tensors():
+    kernels = _kernels.load()
+    layer = Recurrent("sru", 3, 4, impl="fused")
+    kind, proj, params, options = _kernels.functions._SPECS[type(layer.cells[0])](layer.cells[0])
+    x, h = torch.randn(2, 1, 3), torch.zeros(1, 4)
+    with pytest.raises(RuntimeError, match="sru takes 2 state and 2 parameter tensors, got 1 and 2"):
+        kernels.forward(kind, x, proj, [h], params, torch.tensor([2]), False, options, False)
+
+
 def _gradcheck(name, num_layers, bidirectional, lengths, fast, **options):
     torch.manual_seed(0)
     layer = Recurrent(name, 3, 4, num_layers, bidirectional=bidirectional, impl="fused", **options).double()

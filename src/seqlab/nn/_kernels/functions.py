@@ -111,7 +111,10 @@ class _Recurrence(torch.autograd.Function):
         lengths, x, *rest = ctx.saved_tensors
         proj, params = rest[:num_proj], rest[num_proj : num_proj + num_params]
         saved = rest[num_proj + num_params :]
-        grads = kernels.backward(kind, grad_output, list(grad_state), saved, x, proj, params, lengths, reverse, options)
+        need_dx = ctx.needs_input_grad[7]
+        grads = kernels.backward(
+            kind, grad_output, list(grad_state), saved, x, proj, params, lengths, reverse, options, need_dx
+        )
         return (None,) * 7 + tuple(grads)
 
 

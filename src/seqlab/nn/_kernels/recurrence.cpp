@@ -1213,6 +1213,17 @@ std::vector<Tensor> contiguous(const std::vector<Tensor>& xs) {
   return out;
 }
 
+// How many state and recurrent-parameter tensors each kind takes (a wrong count would index past the lists).
+void check_arity(const std::string& kind, size_t states, size_t params) {
+  static const std::map<std::string, std::pair<size_t, size_t>> arity{
+      {"peephole", {2, 2}}, {"cifg", {2, 1}}, {"janet", {1, 1}},
+      {"ln_lstm", {2, 6}},  {"nested_lstm", {3, 4}}, {"sru", {2, 2}}};
+  const auto it = arity.find(kind);
+  TORCH_CHECK(it != arity.end(), "seqlab kernels: unknown kind ", kind);
+  TORCH_CHECK(states == it->second.first && params == it->second.second, "seqlab kernels: ", kind, " takes ",
+              it->second.first, " state and ", it->second.second, " parameter tensors, got ", states, " and ", params);
+}
+
 // SRU whose highway term is x itself (option 1): the kernel reads it from x.
 bool sru_plain(const std::string& kind, const std::vector<double>& options) {
   return kind == "sru" && options.at(1) != 0.0;
@@ -1227,6 +1238,7 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   std::vector<Tensor> proj = contiguous(proj_in), state = contiguous(state_in), params = contiguous(params_in);
   const Tensor x = x_in.contiguous(), lengths = lengths_in.contiguous();
   check(x, proj, lengths), check(x, state, lengths), check(x, params, lengths);
+  check_arity(kind, state.size(), params.size());
   const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
   const Steps st{T, reverse, train};
@@ -1260,11 +1272,13 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   return result;
 }
 
-// Backward of forward(): [dx, dW, (db), d state_0..., d params...].
+// Backward of forward(): [dx, dW, (db), d state_0..., d params...]; dx is None unless need_dx (the
+// input does not always require grad, and then its GEMM is skipped).
 std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, const std::vector<Tensor>& dfinal_in,
                              const std::vector<Tensor>& saved_in, const Tensor& x_in,
                              const std::vector<Tensor>& proj_in, const std::vector<Tensor>& params_in,
-                             const Tensor& lengths_in, bool reverse, const std::vector<double>& options) {
+                             const Tensor& lengths_in, bool reverse, const std::vector<double>& options,
+                             bool need_dx) {
   std::vector<Tensor> dfinal = contiguous(dfinal_in), saved = contiguous(saved_in);
   std::vector<Tensor> proj = contiguous(proj_in), params = contiguous(params_in);
   const Tensor dout = dout_in.contiguous(), x = x_in.contiguous(), lengths = lengths_in.contiguous();
@@ -1298,13 +1312,13 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   if (plain) {  // the highway term's gradient (the kernel's last) plus dxp W, in one GEMM with beta = 1
     dx = grads.back();
     grads.pop_back();
-    dx.view({T * B, I}).addmm_(dxp, proj[0]);
-  } else {
+    if (need_dx) dx.view({T * B, I}).addmm_(dxp, proj[0]);
+  } else if (need_dx) {
     dx = fresh({T, B, I}, x.options());
     Tensor dx2 = dx.view({T * B, I});
     at::mm_out(dx2, dxp, proj[0]);
   }
-  std::vector<Tensor> result{dx, mm_fresh(dxp.t(), x2)};
+  std::vector<Tensor> result{need_dx ? dx : Tensor(), mm_fresh(dxp.t(), x2)};
   if (proj.size() > 1) result.push_back(column_sums(dxp));
   result.insert(result.end(), grads.begin() + 1, grads.end());
   return result;
