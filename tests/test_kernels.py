@@ -126,6 +126,21 @@ def test_batch_first_and_packed_input_take_the_kernels():
     torch.testing.assert_close(fused(packed)[0].data, ref(packed)[0].data)
 
 
+@pytest.mark.parametrize("name", ["ln_lstm", "nested_lstm"])
+def test_fused_equals_reference_when_the_weights_exceed_the_cache(name):
+    """Recurrent weights larger than one core's L2: the kernels split each step over the threads
+    instead of giving each thread its own rows (see for_row_blocks in recurrence.cpp)."""
+    hidden = 520  # U (4H, H) in float64 alone is 8.7 MB, more than any core's L2
+    torch.manual_seed(0)
+    ref = Recurrent(name, 3, hidden, impl="reference").double()
+    fused = Recurrent(name, 3, hidden, impl="fused").double()
+    fused.load_state_dict(ref.state_dict())
+    x, lengths = torch.randn(4, 3, 3, dtype=torch.float64), torch.tensor([4, 1, 3])
+    state0 = tuple(torch.randn(1, 3, hidden, dtype=torch.float64) for _ in range(ref.state_size))
+    for a, b in zip(_run(fused, x, state0, lengths), _run(ref, x, state0, lengths)):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("name", ["peephole", "sru"])
 def test_input_without_grad_gets_none_and_weights_match(name):
     """x that needs no gradient (raw features): the kernels skip dx and the weights' gradients stay exact."""
