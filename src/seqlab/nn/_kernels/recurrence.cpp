@@ -10,7 +10,11 @@
 //     pointwise loop that does all gate math and writes the new state;
 //   * backward through time: per step one pointwise loop for the gate
 //     derivatives dA_t and one GEMM dh_{t-1} += dA_t U; the weight gradients
-//     dU = sum_t dA_t^T h_{t-1} are ONE GEMM over all steps after the loop.
+//     dU = sum_t dA_t^T h_{t-1} are ONE GEMM over all steps after the loop;
+//   * threads: a step couples only the units of one batch row, so each thread
+//     takes its own block of rows through all steps, with one-thread GEMMs and
+//     no synchronisation inside the time loop (for_row_blocks); only when the
+//     recurrent weights outgrow one core's L2 do the threads share each step.
 //
 // Buffers that backward needs are indexed by time t (not by processing
 // order), so the reverse direction needs no flips: ``S[t]`` is the state
