@@ -737,9 +737,8 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
 // LN(v)_k = (v_k - mean v) / sqrt(var v + eps) * gain_k (+ shift_k), biased var.
 // The kernel normalizes W x itself (xp = W x, no bias), so that the input
 // side needs no separate LayerNorm and bias passes over (T, B, 4H).  Backward
-// keeps in the time loop only what the recurrence needs; the input side's
-// LayerNorm backward and the sums for α_1, b and α_2 are one parallel pass
-// over all rows after it.
+// does the input side's LayerNorm backward row by row in the time loop, right
+// after the row's gate derivatives, while they are still in cache.
 // params: U (4H, H), α_1 (4H), b (4H), α_2 (4H), γ (H), β (H);
 // options: the three eps.
 // saved: xp, Hs, Cs; nhat (T, B, 4H) normalized h U^T; acts (T, B, 6H) = i, f,
@@ -889,12 +888,14 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   Tensor dxp = fresh({st.T, B, G}, dout.options());  // d/d a in the time loop, then d/d (W x)
   Tensor dR = fresh({st.T, B, G}, dout.options());   // d/d (h_{t-1} U^T)
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
-  // Per-row sums for γ and β, reduced over B at the end.
+  // Per-row sums for γ and β, reduced over B at the end (as are those for α_1, b and α_2).
   Tensor dP = fresh({B, 2 * H}, dout.options()).zero_();
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
   const Buf<T> X = buf<T>(xp), D = buf<T>(dxp), DR = buf<T>(dR), N = buf<T>(nhat), AC = buf<T>(acts);
   const Buf<T> S = buf<T>(stats), CS = buf<T>(Cs), GO = buf<T>(dout);
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>(), *const dp_all = dP.data_ptr<T>();
+  Tensor sums = fresh({B, 3 * G}, dout.options()).zero_();  // per row: dα_1, db, dα_2
+  T* const sums_all = sums.data_ptr<T>();
   for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
@@ -925,28 +926,16 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
           dh_b[j] = 0;
         }
         ln_recurrent_backward(da, alpha2, N.row(t, b), rstd_r, G, dr);
+        // The input side's LayerNorm backward while the row is in cache: da becomes d/d (W x), and
+        // the step's share of dα_1, db and dα_2 goes to the row's sums.
+        const T* stat = S.row(t, b);
+        T* acc = sums_all + b * 3 * G;
+        ln_input_backward(da, X.row(t, b), N.row(t, b), alpha1, stat[0], stat[1], G, acc, acc + G, acc + 2 * G);
       });
       recurrent(DR.at(t), T(1), dh_all, b0, b1);  // dh_{t-1} += dR_t U
     }
   });
   Tensor dU = mm_fresh(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
-  // Off the sequential path: the input side's backward and the sums for α_1, b and α_2, each task
-  // over its own rows into its own sums (rows past a sequence's end are skipped).
-  const int64_t rows = st.T * B, tasks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
-  Tensor sums = fresh({tasks, 3 * G}, dout.options()).zero_();
-  T* const sums_all = sums.data_ptr<T>();
-  at::parallel_for(0, tasks, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      T* acc = sums_all + k * 3 * G;
-      for (int64_t row = rows * k / tasks; row < rows * (k + 1) / tasks; ++row) {
-        const int64_t t = row / B, b = row % B;
-        if (t >= len[b]) continue;
-        const T* stat = S.row(t, b);
-        ln_input_backward(D.row(t, b), X.row(t, b), N.row(t, b), alpha1, stat[0], stat[1], G, acc, acc + G,
-                          acc + 2 * G);
-      }
-    }
-  });
   Tensor p = sums.sum(0), q = dP.sum(0);
   return {dxp, dH, dC, dU, p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G), q.slice(0, 0, H),
           q.slice(0, H, 2 * H)};
