@@ -126,6 +126,23 @@ def test_batch_first_and_packed_input_take_the_kernels():
     torch.testing.assert_close(fused(packed)[0].data, ref(packed)[0].data)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_fused_equals_reference_for_any_batch_split(batch, threads):
+    """One row (the calling thread runs it) and batches that the threads' row blocks split unevenly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name in ("peephole", "ln_lstm", "nested_lstm"):
+            ref, fused = _pair(name, torch.float64, 1, True)
+            x = torch.randn(4, batch, 3, dtype=torch.float64)
+            state0 = tuple(torch.randn(2, batch, 4, dtype=torch.float64) for _ in range(ref.state_size))
+            for a, b in zip(_run(fused, x, state0, None), _run(ref, x, state0, None)):
+                torch.testing.assert_close(a, b)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", ["ln_lstm", "nested_lstm"])
 def test_fused_equals_reference_when_the_weights_exceed_the_cache(name):
     """Recurrent weights larger than one core's L2: the kernels split each step over the threads
