@@ -166,7 +166,7 @@ def test_input_without_grad_gets_none_and_weights_match(name):
     for layer in (ref, fused):
         layer(x)[0].square().sum().backward()
     for (k, a), b in zip(fused.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, msg=lambda m: f"{name} {k}: {m}")
+        torch.testing.assert_close(a.grad, b.grad, msg=lambda m, k=k: f"{name} {k}: {m}")
 
 
 def test_kernels_reject_a_wrong_number_of_state_tensors():
