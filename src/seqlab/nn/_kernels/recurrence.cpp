@@ -258,14 +258,14 @@ void gemm_ab(int64_t m, int64_t n, int64_t k, const T* a, const T* w, T beta, T*
 }
 
 // A weight that every step multiplies: C (m, n) = beta C + A (m, k) op(W) with
-// op(W) = W^T for W (n, k) (``transposed``), or W for W (k, n).  m is the batch.
+// op(W) = W^T for W (n, k) (``transposed``), or W for W (k, n).  m is the batch,
+// of which a call takes the rows b0..b1.
 template <typename T>
 class StepGemm {
  public:
-  StepGemm(const T* w, int64_t m, int64_t n, int64_t k, bool transposed)
-      : w_(w), m_(m), n_(n), k_(k), transposed_(transposed) {}
+  StepGemm(const T* w, int64_t /*m*/, int64_t n, int64_t k, bool transposed)
+      : w_(w), n_(n), k_(k), transposed_(transposed) {}
   int64_t bytes() const { return n_ * k_ * static_cast<int64_t>(sizeof(T)); }
-  // Rows b0..b1 of C and A only (a block of the batch).
   void operator()(const T* a, T beta, T* c, int64_t b0, int64_t b1) const {
     if (transposed_)
       gemm_abt<T>(b1 - b0, n_, k_, a + b0 * k_, w_, beta, c + b0 * n_);
@@ -275,7 +275,7 @@ class StepGemm {
 
  private:
   const T* w_;
-  int64_t m_, n_, k_;
+  int64_t n_, k_;
   bool transposed_;
 };
 
@@ -284,7 +284,7 @@ template <>
 class StepGemm<float> {
  public:
   // Column-major, C^T (n, m) = op(W)^T (n, k) A^T (k, m): W is BLAS's "A" matrix, packed here once.
-  StepGemm(const float* w, int64_t m, int64_t n, int64_t k, bool transposed) : m_(m), n_(n), k_(k) {
+  StepGemm(const float* w, int64_t m, int64_t n, int64_t k, bool transposed) : n_(n), k_(k) {
     const char id = 'A', trans = transposed ? 'T' : 'N';
     const int M = n, N = m, K = k, ld = transposed ? k : n;
     const float one = 1;
@@ -301,7 +301,7 @@ class StepGemm<float> {
 
  private:
   Tensor packed_;
-  int64_t m_, n_, k_;
+  int64_t n_, k_;
 };
 #endif
 
@@ -471,7 +471,7 @@ std::vector<Tensor> peephole_forward(const Tensor& xp, const T* xb, const std::v
         const T* x = X.row(t, b);
         const T* r = r_all + b * G;
         T* a = AC.row(st.act(t), b);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T c_tm1 = cp_b[j];
           const T i = A::sigmoid(x[j] + xb[j] + r[j] + p_i[j] * c_tm1);
@@ -517,7 +517,7 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
         }
         const T *a = AC.row(t, b), *cp = CS.row(t, b), *go = GO.row(t, b);
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H, *dp = dp_all + b * 3 * H;
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], tc = a[4 * H + j];
           const T c_tm1 = cp[j], c = f * c_tm1 + i * g;
@@ -577,7 +577,7 @@ std::vector<Tensor> cifg_forward(const Tensor& xp, const T* xb, const std::vecto
         const T* x = X.row(t, b);
         const T* r = r_all + b * G;
         T* a = AC.row(st.act(t), b);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T i = A::sigmoid(x[j] + xb[j] + r[j]);
           const T g = A::tanh(x[H + j] + xb[H + j] + r[H + j]);
@@ -619,7 +619,7 @@ std::vector<Tensor> cifg_backward(const Tensor& dout, const std::vector<Tensor>&
         }
         const T *a = AC.row(t, b), *cp = CS.row(t, b), *go = GO.row(t, b);
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H;
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T i = a[j], g = a[H + j], o = a[2 * H + j], tc = a[3 * H + j];
           const T dh = dh_b[j] + go[j];
@@ -674,7 +674,7 @@ std::vector<Tensor> janet_forward(const Tensor& xp, const T* xb, const std::vect
         const T* x = X.row(t, b);
         const T* r = r_all + b * G;
         T* a = AC.row(st.act(t), b);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T pre = x[j] + xb[j] + r[j];
           const T f = A::sigmoid(pre), u = A::sigmoid(pre - beta);
@@ -713,7 +713,7 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
         }
         const T *a = AC.row(t, b), *hp = HS.row(t, b), *go = GO.row(t, b);
         T* dh_b = dh_all + b * H;
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T f = a[j], u = a[H + j], g = a[2 * H + j];
           const T dc = dh_b[j] + go[j];
@@ -798,13 +798,13 @@ std::vector<Tensor> ln_lstm_forward(const Tensor& xp, const std::vector<Tensor>&
         T mean_x, rstd_x, mean_r, rstd_r, mean_c, rstd_c;
         moments(x, G, eps_x, mean_x, rstd_x);
         moments(r, G, eps_r, mean_r, rstd_r);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t q = 0; q < G; ++q) {
           n[q] = (r[q] - mean_r) * rstd_r;
           // The gate pre-activations, kept in the row of acts until the gate loop below.
           a[q] = alpha1[q] * (x[q] - mean_x) * rstd_x + bias[q] + alpha2[q] * n[q];
         }
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T i = A::sigmoid(a[j]), f = A::sigmoid(a[H + j]), g = A::tanh(a[2 * H + j]);
           const T o = A::sigmoid(a[3 * H + j]);
@@ -812,7 +812,7 @@ std::vector<Tensor> ln_lstm_forward(const Tensor& xp, const std::vector<Tensor>&
           cn_b[j] = f * cp_b[j] + i * g;
         }
         moments(cn_b, H, eps_c, mean_c, rstd_c);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T chat = (cn_b[j] - mean_c) * rstd_c;
           const T tc = A::tanh(gamma[j] * chat + shift[j]);
@@ -912,7 +912,7 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
         // h = o tanh(y), y = γ ĉ + β; LN backward: dc = rstd (dĉ - mean(dĉ) - ĉ mean(dĉ ĉ)), dĉ = dy γ.
         T m1, m2;
         ln_cell_sums(a, dh_b, go, gamma, d_gamma, d_shift, H, m1, m2);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
           const T dh = dh_b[j] + go[j];
@@ -983,7 +983,7 @@ std::vector<Tensor> nested_forward(const Tensor& xp, const T* xb, const std::vec
         if (t >= len[b]) return;  // z stays 0 (zeros at allocation; rows are only written when valid)
         const T *x = X.row(t, b), *r = r_all + b * G, *cp_b = cp + b * H;
         T *a = OUTER.row(k, b), *z = ZB.row(k, b);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T i = A::sigmoid(x[j] + xb[j] + r[j]);
           const T f = A::sigmoid(x[H + j] + xb[H + j] + r[H + j]);
@@ -1004,7 +1004,7 @@ std::vector<Tensor> nested_forward(const Tensor& xp, const T* xb, const std::vec
         }
         const T *q = q_all + b * G, *a = OUTER.row(k, b);
         T* m = INNER.row(k, b);
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T i = A::sigmoid(q[j] + bias[j]);
           const T f = A::sigmoid(q[H + j] + bias[H + j]);
@@ -1055,7 +1055,7 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
         const T *a = OUTER.row(t, b), *m = INNER.row(t, b);
         const T *kp = KS.row(t, b), *go = GO.row(t, b);
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H, *dk_b = dk_all + b * H;
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T o = a[3 * H + j];
           const T i = m[j], f = m[H + j], g = m[2 * H + j], oi = m[3 * H + j], tk = m[4 * H + j], tc = m[5 * H + j];
@@ -1075,7 +1075,7 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
         if (t >= len[b]) return;  // dA row zeroed above
         const T *a = OUTER.row(t, b), *cp = CS.row(t, b), *dz = dz_all + b * 2 * H;
         T *da = DA.row(t, b), *dh_b = dh_all + b * H, *dc_b = dc_all + b * H;
-  #pragma omp simd
+#pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T i = a[j], f = a[H + j], g = a[2 * H + j];
           const T dx = dz[j], dhk = dz[H + j];  // d x̃, d h̃
