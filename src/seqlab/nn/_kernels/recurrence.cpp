@@ -860,8 +860,8 @@ SEQLAB_OUTLINE void ln_recurrent_backward(const T* da, const T* alpha2, const T*
   for (int64_t q = 0; q < G; ++q) dr[q] = rstd * (da[q] * alpha2[q] - u1 - n[q] * u2);
 }
 
-// Input-norm backward of one row, after the time loop: adds the row's share of
-// dα_1, db and dα_2 to the sums and turns da into d/d (W x) in place.
+// Input-norm backward of one row: adds the row's share of dα_1, db and dα_2 to
+// the sums and turns da into d/d (W x) in place.
 template <typename T>
 SEQLAB_OUTLINE void ln_input_backward(T* da, const T* x, const T* n, const T* alpha1, T mean, T rstd, int64_t G,
                                       T* d_alpha1, T* d_bias, T* d_alpha2) {
