@@ -111,7 +111,7 @@ class _Recurrence(torch.autograd.Function):
         lengths, x, *rest = ctx.saved_tensors
         proj, params = rest[:num_proj], rest[num_proj : num_proj + num_params]
         saved = rest[num_proj + num_params :]
-        need_dx = ctx.needs_input_grad[7]
+        need_dx = ctx.needs_input_grad[7]  # x, forward's eighth argument; without it the kernel skips dx
         grads = kernels.backward(
             kind, grad_output, list(grad_state), saved, x, proj, params, lengths, reverse, options, need_dx
         )
