@@ -145,8 +145,8 @@ def test_fused_equals_reference_for_any_batch_split(batch, threads):
 
 @pytest.mark.parametrize("name", ["ln_lstm", "nested_lstm"])
 def test_fused_equals_reference_when_the_weights_exceed_the_cache(name):
-    """Recurrent weights larger than one core's L2: the kernels split each step over the threads
-    instead of giving each thread its own rows (see for_row_blocks in recurrence.cpp)."""
+    """Recurrent weights larger than one core's L2 and few rows per thread: the kernels split each
+    step over the threads instead of giving each thread its own rows (see for_row_blocks in recurrence.cpp)."""
     hidden = 520  # U (4H, H) in float64 alone is 8.7 MB, more than any core's L2
     torch.manual_seed(0)
     ref = Recurrent(name, 3, hidden, impl="reference").double()
@@ -156,6 +156,26 @@ def test_fused_equals_reference_when_the_weights_exceed_the_cache(name):
     state0 = tuple(torch.randn(1, 3, hidden, dtype=torch.float64) for _ in range(ref.state_size))
     for a, b in zip(_run(fused, x, state0, lengths), _run(ref, x, state0, lengths)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name, hidden, batch", [("peephole", 20, 13), ("nested_lstm", 20, 13), ("cifg", 520, 2)])
+def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
+    """float32 runs the kernels' own per-step GEMM (StepGemm<float>): 13 rows split 7 + 6 over two
+    threads (row blocks of 4 + 3 and 6), 80 = 5 x 16 gate columns plus a last panel of 4 (H = 20),
+    and a step split over the threads (H = 520: 3.2 MB of weights, one row per thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        ref = Recurrent(name, 5, hidden, impl="reference")
+        fused = Recurrent(name, 5, hidden, impl="fused")
+        fused.load_state_dict(ref.state_dict())
+        x = torch.randn(4, batch, 5)
+        state0 = tuple(torch.randn(1, batch, hidden) for _ in range(ref.state_size))
+        for a, b in zip(_run(fused, x, state0, None), _run(ref, x, state0, None)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", ["peephole", "sru"])

@@ -14,7 +14,8 @@
 //   * threads: a step couples only the units of one batch row, so each thread
 //     takes its own block of rows through all steps, with one-thread GEMMs and
 //     no synchronisation inside the time loop (for_row_blocks); only when the
-//     recurrent weights outgrow one core's L2 do the threads share each step.
+//     recurrent weights outgrow one core's L2 and each thread would get few
+//     rows do the threads share each step.
 //
 // Buffers that backward needs are indexed by time t (not by processing
 // order), so the reverse direction needs no flips: ``S[t]`` is the state
@@ -40,6 +41,10 @@
 #include <vector>
 
 #include <unistd.h>  // sysconf
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #ifdef SEQLAB_USE_BLAS
 // The BLAS that libtorch_cpu exports (MKL on x86); the loader defines
@@ -279,7 +284,109 @@ class StepGemm {
   bool transposed_;
 };
 
-#ifdef SEQLAB_USE_MKL_PACK
+#if defined(__AVX2__) && defined(__FMA__)
+// The per-step GEMMs have few rows (a thread's block of the batch, 8-64 here)
+// against weights of 64 KiB-4 MiB, a shape the BLAS is not tuned for: MKL's
+// packed GEMM ran at 55-80 GFLOP/s on one AMD EPYC core for (8-64) x 256 x 1024,
+// this kernel at 80-99 (the core's big-GEMM rate is about 93).  op(W) is
+// packed once into panels of 16 columns, [k][16] each (zero-padded past n), so
+// that the micro-kernel streams a panel with two 8-float loads per k while up
+// to 6 rows of A are broadcast against it: 12 accumulators in registers, 12
+// FMAs per 8 loads.  A panel (k x 64 bytes) stays in L1 while every row block
+// of A passes over it.
+template <>
+class StepGemm<float> {
+ public:
+  StepGemm(const float* w, int64_t /*m*/, int64_t n, int64_t k, bool transposed)
+      : n_(n), k_(k), panels_((n + kPanel - 1) / kPanel) {
+    packed_ = fresh({panels_ * k * kPanel}, at::kFloat);
+    float* p = packed_.data_ptr<float>();
+    at::parallel_for(0, panels_, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t i = 0; i < k; ++i)
+          for (int64_t j = 0; j < kPanel; ++j) {
+            const int64_t col = q * kPanel + j;
+            p[(q * k + i) * kPanel + j] = col >= n ? 0.0f : transposed ? w[col * k + i] : w[i * n + col];
+          }
+    });
+  }
+  int64_t bytes() const { return n_ * k_ * static_cast<int64_t>(sizeof(float)); }
+  // beta is 0 or 1 (all the kernels need).  Inside a row block one thread does the
+  // whole product; outside one, the panels are shared out over the threads.
+  void operator()(const float* a, float beta, float* c, int64_t b0, int64_t b1) const {
+    const bool add = beta != 0.0f;
+    a += b0 * k_, c += b0 * n_;
+    const int64_t m = b1 - b0;
+    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, m * k_ * kPanel));
+    at::parallel_for(0, panels_, grain, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) panel(a, m, q, add, c);
+    });
+  }
+
+ private:
+  static constexpr int64_t kPanel = 16, kRows = 6;
+
+  // C[0:R, 0:16] (+)= A[0:R, :] P_q for R <= 6 rows, ldc the row stride of C.
+  template <int R>
+  SEQLAB_INLINE void micro(const float* a, const float* pq, bool add, float* c, int64_t ldc) const {
+    __m256 lo[R], hi[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) lo[r] = _mm256_setzero_ps(), hi[r] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t i = 0; i < k_; ++i) {
+      const __m256 w0 = _mm256_loadu_ps(pq + i * kPanel), w1 = _mm256_loadu_ps(pq + i * kPanel + 8);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m256 x = _mm256_broadcast_ss(a + r * k_ + i);
+        lo[r] = _mm256_fmadd_ps(x, w0, lo[r]);
+        hi[r] = _mm256_fmadd_ps(x, w1, hi[r]);
+      }
+    }
+    // Every loop over r is unrolled: an accumulator indexed at run time would live in memory.
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      float* cr = c + r * ldc;
+      if (add) lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(cr)), hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(cr + 8));
+      _mm256_storeu_ps(cr, lo[r]);
+      _mm256_storeu_ps(cr + 8, hi[r]);
+    }
+  }
+
+  // R rows against panel q; a last panel narrower than 16 columns goes through a scratch tile.
+  SEQLAB_INLINE void rows(int64_t R, const float* a, const float* pq, bool add, float* c, int64_t width) const {
+    float tile[kRows * kPanel];
+    const bool whole = width == kPanel;
+    float* out = whole ? c : tile;
+    const int64_t ld = whole ? n_ : kPanel;
+    const bool acc = whole && add;
+    switch (R) {
+      case 6: micro<6>(a, pq, acc, out, ld); break;
+      case 5: micro<5>(a, pq, acc, out, ld); break;
+      case 4: micro<4>(a, pq, acc, out, ld); break;
+      case 3: micro<3>(a, pq, acc, out, ld); break;
+      case 2: micro<2>(a, pq, acc, out, ld); break;
+      default: micro<1>(a, pq, acc, out, ld); break;
+    }
+    if (whole) return;
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < width; ++j) c[r * n_ + j] = (add ? c[r * n_ + j] : 0.0f) + tile[r * kPanel + j];
+  }
+
+  // All m rows against panel q, in blocks of at most 6 rows of near-equal size (8 rows: 4 + 4, not 6 + 2).
+  void panel(const float* a, int64_t m, int64_t q, bool add, float* c) const {
+    const float* pq = packed_.data_ptr<float>() + q * k_ * kPanel;
+    const int64_t width = std::min(kPanel, n_ - q * kPanel), blocks = (m + kRows - 1) / kRows;
+    for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
+      const int64_t R = m / blocks + (blk < m % blocks ? 1 : 0);
+      rows(R, a + r0 * k_, pq, add, c + r0 * n_ + q * kPanel, width);
+      r0 += R;
+    }
+  }
+
+  Tensor packed_;
+  int64_t n_, k_, panels_;
+};
+#elif defined(SEQLAB_USE_MKL_PACK)
 template <>
 class StepGemm<float> {
  public:
@@ -341,16 +448,24 @@ inline int64_t l2_bytes() {
 // block per thread.  A step couples only the units of one row (its row of the
 // recurrent GEMM included), so each thread takes its rows through all T steps
 // with one-thread GEMMs and never waits for another: no fork and join per step
-// (about 2 us each here, against 15-100 us of arithmetic per step at the
-// issue-4 shapes).  But then every thread reads all of the recurrent weights
-// (weight_bytes) at every step: where they do not fit in one core's L2, f(0, B)
-// runs on the calling thread instead, and the GEMMs and pointwise loops inside
-// it split their work over the threads at each step.
+// (about 2 us each, against 15-100 us of arithmetic per step at the issue-4
+// shapes).  But then every thread reads all of the recurrent weights
+// (weight_bytes) at every step, doing 2 * rows FLOPs per weight: where the
+// weights do not fit in one core's L2 and a thread would have fewer than
+// kMinBlockRows rows, that reading would dominate, so f(0, B) runs on the
+// calling thread instead and the GEMMs and pointwise loops inside it split
+// their work over the threads at each step.  (With 8 float rows or more a
+// thread's GEMM does at least 4 FLOPs per weight byte it streams from L3 or
+// memory; there the row blocks measured 2-15% faster than the split on an AMD
+// EPYC with 512 KiB of L2.)
+constexpr int64_t kMinBlockRows = 8;
+
 template <typename F>
 inline void for_row_blocks(int64_t B, int64_t weight_bytes, const F& f) {
-  if (weight_bytes > l2_bytes()) return f(0, B);
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  at::parallel_for(0, B, (B + threads - 1) / threads, f);
+  const int64_t rows = (B + threads - 1) / threads;
+  if (weight_bytes > l2_bytes() && rows < kMinBlockRows) return f(0, B);
+  at::parallel_for(0, B, rows, f);
 }
 
 // f(b, j0, j1) over the units of rows b0..b1 in contiguous pieces: in parallel
