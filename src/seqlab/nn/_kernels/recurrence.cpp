@@ -301,13 +301,19 @@ class StepGemm<float> {
       : n_(n), k_(k), panels_((n + kPanel - 1) / kPanel) {
     packed_ = fresh({panels_ * k * kPanel}, at::kFloat);
     float* p = packed_.data_ptr<float>();
+    // Read W in its own row order: a panel (k x 64 bytes) stays in L1 while it is filled.
     at::parallel_for(0, panels_, 1, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q)
-        for (int64_t i = 0; i < k; ++i)
-          for (int64_t j = 0; j < kPanel; ++j) {
-            const int64_t col = q * kPanel + j;
-            p[(q * k + i) * kPanel + j] = col >= n ? 0.0f : transposed ? w[col * k + i] : w[i * n + col];
-          }
+      for (int64_t q = q0; q < q1; ++q) {
+        float* pq = p + q * k * kPanel;
+        const int64_t width = std::min(kPanel, n - q * kPanel);
+        if (width < kPanel) std::fill(pq, pq + k * kPanel, 0.0f);
+        if (transposed) {
+          for (int64_t j = 0; j < width; ++j)
+            for (int64_t i = 0; i < k; ++i) pq[i * kPanel + j] = w[(q * kPanel + j) * k + i];
+        } else {
+          for (int64_t i = 0; i < k; ++i) std::memcpy(pq + i * kPanel, w + i * n + q * kPanel, width * sizeof(float));
+        }
+      }
     });
   }
   int64_t bytes() const { return n_ * k_ * static_cast<int64_t>(sizeof(float)); }
@@ -324,16 +330,16 @@ class StepGemm<float> {
   }
 
  private:
-  static constexpr int64_t kPanel = 16, kRows = 6;
+  static constexpr int64_t kPanel = 16, kRows = 6, kDepth = 512;
 
-  // C[0:R, 0:16] (+)= A[0:R, :] P_q for R <= 6 rows, ldc the row stride of C.
+  // C[0:R, 0:16] (+)= A[0:R, 0:kl] P_q[0:kl] for R <= 6 rows (A's row stride is k), ldc the row stride of C.
   template <int R>
-  SEQLAB_INLINE void micro(const float* a, const float* pq, bool add, float* c, int64_t ldc) const {
+  SEQLAB_INLINE void micro(const float* a, const float* pq, int64_t kl, bool add, float* c, int64_t ldc) const {
     __m256 lo[R], hi[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) lo[r] = _mm256_setzero_ps(), hi[r] = _mm256_setzero_ps();
 #pragma GCC unroll 4
-    for (int64_t i = 0; i < k_; ++i) {
+    for (int64_t i = 0; i < kl; ++i) {
       const __m256 w0 = _mm256_loadu_ps(pq + i * kPanel), w1 = _mm256_loadu_ps(pq + i * kPanel + 8);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
@@ -353,33 +359,38 @@ class StepGemm<float> {
   }
 
   // R rows against panel q; a last panel narrower than 16 columns goes through a scratch tile.
-  SEQLAB_INLINE void rows(int64_t R, const float* a, const float* pq, bool add, float* c, int64_t width) const {
+  SEQLAB_INLINE void rows(int64_t R, const float* a, const float* pq, int64_t kl, bool add, float* c,
+                          int64_t width) const {
     float tile[kRows * kPanel];
     const bool whole = width == kPanel;
     float* out = whole ? c : tile;
     const int64_t ld = whole ? n_ : kPanel;
     const bool acc = whole && add;
     switch (R) {
-      case 6: micro<6>(a, pq, acc, out, ld); break;
-      case 5: micro<5>(a, pq, acc, out, ld); break;
-      case 4: micro<4>(a, pq, acc, out, ld); break;
-      case 3: micro<3>(a, pq, acc, out, ld); break;
-      case 2: micro<2>(a, pq, acc, out, ld); break;
-      default: micro<1>(a, pq, acc, out, ld); break;
+      case 6: micro<6>(a, pq, kl, acc, out, ld); break;
+      case 5: micro<5>(a, pq, kl, acc, out, ld); break;
+      case 4: micro<4>(a, pq, kl, acc, out, ld); break;
+      case 3: micro<3>(a, pq, kl, acc, out, ld); break;
+      case 2: micro<2>(a, pq, kl, acc, out, ld); break;
+      default: micro<1>(a, pq, kl, acc, out, ld); break;
     }
     if (whole) return;
     for (int64_t r = 0; r < R; ++r)
       for (int64_t j = 0; j < width; ++j) c[r * n_ + j] = (add ? c[r * n_ + j] : 0.0f) + tile[r * kPanel + j];
   }
 
-  // All m rows against panel q, in blocks of at most 6 rows of near-equal size (8 rows: 4 + 4, not 6 + 2).
+  // All m rows against panel q, in blocks of at most 6 rows of near-equal size (8 rows: 4 + 4, not 6 + 2),
+  // and over k in pieces of kDepth so that the piece of the panel (32 KiB) stays near L1.
   void panel(const float* a, int64_t m, int64_t q, bool add, float* c) const {
     const float* pq = packed_.data_ptr<float>() + q * k_ * kPanel;
     const int64_t width = std::min(kPanel, n_ - q * kPanel), blocks = (m + kRows - 1) / kRows;
-    for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
-      const int64_t R = m / blocks + (blk < m % blocks ? 1 : 0);
-      rows(R, a + r0 * k_, pq, add, c + r0 * n_ + q * kPanel, width);
-      r0 += R;
+    for (int64_t k0 = 0; k0 < k_; k0 += kDepth) {
+      const int64_t kl = std::min(kDepth, k_ - k0);
+      for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
+        const int64_t R = m / blocks + (blk < m % blocks ? 1 : 0);
+        rows(R, a + r0 * k_ + k0, pq + k0 * kPanel, kl, add || k0 > 0, c + r0 * n_ + q * kPanel, width);
+        r0 += R;
+      }
     }
   }
 
