@@ -300,7 +300,7 @@ class StepGemm<float> {
   StepGemm(const float* w, int64_t /*m*/, int64_t n, int64_t k, bool transposed)
       : n_(n), k_(k), panels_((n + kPanel - 1) / kPanel) {
     packed_ = fresh({panels_ * k * kPanel}, at::kFloat);
-    float* p = packed_.data_ptr<float>();
+    float* p = data_ = packed_.data_ptr<float>();
     // Read W in its own row order: a panel (k x 64 bytes) stays in L1 while it is filled.
     at::parallel_for(0, panels_, 1, [&](int64_t q0, int64_t q1) {
       for (int64_t q = q0; q < q1; ++q) {
@@ -382,7 +382,7 @@ class StepGemm<float> {
   // All m rows against panel q, in blocks of at most 6 rows of near-equal size (8 rows: 4 + 4, not 6 + 2),
   // and over k in pieces of kDepth so that the piece of the panel (32 KiB) stays near L1.
   void panel(const float* a, int64_t m, int64_t q, bool add, float* c) const {
-    const float* pq = packed_.data_ptr<float>() + q * k_ * kPanel;
+    const float* pq = data_ + q * k_ * kPanel;
     const int64_t width = std::min(kPanel, n_ - q * kPanel), blocks = (m + kRows - 1) / kRows;
     for (int64_t k0 = 0; k0 < k_; k0 += kDepth) {
       const int64_t kl = std::min(kDepth, k_ - k0);
@@ -395,6 +395,7 @@ class StepGemm<float> {
   }
 
   Tensor packed_;
+  float* data_;  // packed_'s memory (Tensor::data_ptr checks the type at every call)
   int64_t n_, k_, panels_;
 };
 #elif defined(SEQLAB_USE_MKL_PACK)
@@ -1225,24 +1226,20 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
 // SRU (Lei et al. 2018, eq. 3-7).  xp = [W x, W_f x, W_r x (, W_h x)] (T, B, 3H or 4H).
 //   f = σ(a_f + v_f c_{t-1} + b_f)   r = σ(a_r + v_r c_{t-1} + b_r)
 //   c_t = f c_{t-1} + (1 - f) W x    h_t = r g(c_t) + (1 - r) highway
-// No matrix touches the state, so each of the B·H units runs its time loop on
-// its own: parallel over units, vectorized over a row's units, and no
-// synchronisation between steps.  The loop is memory-bound, so training keeps
-// only c_t and backward recomputes f, r and g from it.
-// params: v (2H), b (2H), and x (T, B, H) when the highway is x itself (no
-// concatenated copy); option: g = tanh (1) or identity (0).
-// saved: xp, c_0 (B, H), Cn (T, B, H) c after each step.
+// No matrix touches the state, so the time loop is pointwise and memory-bound:
+// over (T, B, ·) buffers that do not fit in cache it streams xp, x, c and the
+// outputs at about 12 GB/s on two cores.  So the input projection is not one
+// GEMM before the loop, as in the other kernels, but part of it: each thread
+// takes its block of batch rows through all steps (for_row_blocks), computing
+// its rows of xp_t = x_t W^T (StepGemm) and at once the gate math on them while
+// they are in L1.  Backward likewise computes dx_t = dxp_t W (+ the highway's
+// gradient) for its rows right after their gate derivatives; only dW = dxp^T x
+// is one GEMM over all steps after the loop.  Training keeps xp and c_t, and
+// backward recomputes f, r and g from them.
+// params: v (2H), b (2H); the highway is x itself when ``plain`` (input size ==
+// hidden size, no W_h); option: g = tanh (1) or identity (0).
+// saved: xp (T, B, G), c_0 (B, H), Cn (T, B, H) c after each step.
 // ---------------------------------------------------------------------------
-
-// f(b, j0, j1) over the pieces of rows that the flat range [begin, end) of a (B, H) grid covers.
-template <typename F>
-inline void for_pieces(int64_t begin, int64_t end, int64_t H, const F& f) {
-  for (int64_t n = begin; n < end;) {
-    const int64_t b = n / H, j0 = n % H, j1 = std::min(H, j0 + (end - n));
-    f(b, j0, j1);
-    n += j1 - j0;
-  }
-}
 
 // One step of units j0..j1 of one row; c (the state) is updated in place.
 template <typename T, bool Tanh>
@@ -1287,32 +1284,32 @@ SEQLAB_INLINE void sru_units_backward(const T* x, const T* highway, const T* c_p
 }
 
 template <typename T>
-std::vector<Tensor> sru_forward(const Tensor& xp, const std::vector<Tensor>& state, const std::vector<Tensor>& params,
-                                const int64_t* len, Steps st, bool use_tanh) {
-  const int64_t B = xp.size(1), H = state[0].size(1);
+std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vector<Tensor>& state,
+                                const std::vector<Tensor>& params, const int64_t* len, Steps st, bool use_tanh,
+                                bool plain) {
+  const int64_t B = x.size(1), I = x.size(2), H = state[0].size(1), G = W.size(0);
   const T *v = cptr<T>(params[0]), *bias = cptr<T>(params[1]);
-  const bool plain = params.size() > 2;  // the highway is x itself, params[2]
-  Tensor out = fresh({st.T, B, H}, xp.options());
+  Tensor out = fresh({st.T, B, H}, x.options());
   Tensor hT = state[0].clone(), cT = state[1].clone();  // updated in place through time
-  // c after each step: kept for backward when training, else one scratch row set.
-  Tensor Cn = fresh({st.train ? st.T : 1, B, H}, xp.options());
-  const Buf<T> X = buf<T>(xp), O = buf<T>(out), C = buf<T>(Cn), W = plain ? buf<T>(params[2]) : X;
+  // xp and c after each step: kept for backward when training, else one scratch (B, ·) each.
+  Tensor xp = fresh({st.acts(), B, G}, x.options()), Cn = fresh({st.acts(), B, H}, x.options());
+  const StepGemm<T> projection(cptr<T>(W), B, G, I, true);
+  const Buf<T> X = buf<T>(x), XP = buf<T>(xp), O = buf<T>(out), C = buf<T>(Cn);
   T *h = hT.data_ptr<T>(), *c = cT.data_ptr<T>();
-  const int64_t grain = std::max<int64_t>(16, kGrain / std::max<int64_t>(1, st.T));
-  // Each thread owns a set of units and runs all steps over them, in time order
-  // so that the (T, B, ·) buffers stream through memory.
-  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
+  for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
     for (int64_t s = 0; s < st.T; ++s) {
       const int64_t t = st.time(s);
-      for_pieces(begin, end, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      projection(X.at(t), T(0), XP.at(st.act(t)), b0, b1);
+      for_units(b0, b1, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
         T* out_b = O.row(t, b);
         if (t >= len[b]) return zero_span(out_b, j0, j1);
-        const T *x = X.row(t, b), *hw = plain ? W.row(t, b) : x + 3 * H;
+        const T* a = XP.row(st.act(t), b);
+        const T* hw = plain ? X.row(t, b) : a + 3 * H;
         T *h_b = h + b * H, *c_b = c + b * H, *saved = C.row(st.act(t), b);
         if (use_tanh)
-          sru_units<T, true>(x, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
+          sru_units<T, true>(a, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
         else
-          sru_units<T, false>(x, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
+          sru_units<T, false>(a, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
       });
     }
   });
@@ -1320,29 +1317,31 @@ std::vector<Tensor> sru_forward(const Tensor& xp, const std::vector<Tensor>& sta
   return {out, hT, cT, xp, state[1], Cn};
 }
 
+// Returns [dxp (T, B, G), dh_0, dc_0, dv, db, dx (T, B, I) or undefined without need_dx].
 template <typename T>
 std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& dfinal, const std::vector<Tensor>& saved,
-                                 const std::vector<Tensor>& params, const int64_t* len, Steps st, bool use_tanh) {
+                                 const Tensor& x, const Tensor& W, const std::vector<Tensor>& params,
+                                 const int64_t* len, Steps st, bool use_tanh, bool plain, bool need_dx) {
   const Tensor &xp = saved[0], &c0 = saved[1], &Cn = saved[2];
   const T *v = cptr<T>(params[0]), *bias = cptr<T>(params[1]);
-  const bool plain = params.size() > 2;
-  const int64_t B = dout.size(1), H = dout.size(2), Gx = xp.size(2);
-  Tensor dxp = fresh({st.T, B, Gx}, dout.options());
-  Tensor dhighway = plain ? fresh({st.T, B, H}, dout.options()) : dxp;
+  const int64_t B = dout.size(1), H = dout.size(2), I = x.size(2), G = xp.size(2);
+  Tensor dxp = fresh({st.T, B, G}, dout.options());
+  // dx = dxp W + (plain) the highway's gradient, which the pointwise pass writes into dx first.
+  Tensor dx = need_dx || plain ? fresh({st.T, B, I}, dout.options()) : Tensor();
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
   Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row sums, as are db's
   Tensor db = fresh({B, 2 * H}, dout.options()).zero_();
-  const Buf<T> X = buf<T>(xp), C = buf<T>(Cn), GO = buf<T>(dout), D = buf<T>(dxp);
-  const Buf<T> W = plain ? buf<T>(params[2]) : X, DW = buf<T>(dhighway);
+  const StepGemm<T> projection(cptr<T>(W), B, I, G, false);
+  const Buf<T> X = buf<T>(x), XP = buf<T>(xp), C = buf<T>(Cn), GO = buf<T>(dout), D = buf<T>(dxp);
+  const Buf<T> DX = dx.defined() ? buf<T>(dx) : D;
   const T* c_init = c0.data_ptr<T>();
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>();
   T *const dv_all = dv.data_ptr<T>(), *const db_all = db.data_ptr<T>();
-  const int64_t grain = std::max<int64_t>(16, kGrain / std::max<int64_t>(1, st.T));
-  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
+  for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
-      for_pieces(begin, end, H, [&](int64_t b, int64_t j0, int64_t j1) {
-        T *d = D.row(t, b), *d_hw = plain ? DW.row(t, b) : d + 3 * H;
+      for_units(b0, b1, H, kGrain / 8, [&](int64_t b, int64_t j0, int64_t j1) {
+        T *d = D.row(t, b), *d_hw = plain ? DX.row(t, b) : d + 3 * H;
         if (t >= len[b]) {
           for (int64_t k = 0; k < 3; ++k) zero_span(d + k * H, j0, j1);
           return zero_span(d_hw, j0, j1);
@@ -1351,21 +1350,20 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
         const int64_t t_prev = st.reverse ? t + 1 : t - 1;
         const bool first = st.reverse ? t_prev >= len[b] : t_prev < 0;
         const T* c_prev = first ? c_init + b * H : C.row(t_prev, b);
-        const T *x = X.row(t, b), *hw = plain ? W.row(t, b) : x + 3 * H;
+        const T *a = XP.row(t, b), *hw = plain ? X.row(t, b) : a + 3 * H;
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H;
         T *dv_b = dv_all + b * 2 * H, *db_b = db_all + b * 2 * H;
         if (use_tanh)
-          sru_units_backward<T, true>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, db_b, d,
+          sru_units_backward<T, true>(a, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, db_b, d,
                                       d_hw, H, j0, j1);
         else
-          sru_units_backward<T, false>(x, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, db_b, d,
+          sru_units_backward<T, false>(a, hw, c_prev, C.row(t, b), GO.row(t, b), v, bias, dh_b, dc_b, dv_b, db_b, d,
                                        d_hw, H, j0, j1);
       });
+      if (need_dx) projection(D.at(t), plain ? T(1) : T(0), DX.at(t), b0, b1);
     }
   });
-  std::vector<Tensor> grads{dxp, dH, dC, dv.sum(0), db.sum(0)};
-  if (plain) grads.push_back(dhighway);
-  return grads;
+  return {dxp, dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
 }
 
 // ---------------------------------------------------------------------------
@@ -1398,11 +1396,6 @@ void check_arity(const std::string& kind, size_t states, size_t params) {
               it->second.first, " state and ", it->second.second, " parameter tensors, got ", states, " and ", params);
 }
 
-// SRU whose highway term is x itself (option 1): the kernel reads it from x.
-bool sru_plain(const std::string& kind, const std::vector<double>& options) {
-  return kind == "sru" && options.at(1) != 0.0;
-}
-
 // One layer and direction.  x (T, B, I); proj = [W (G, I)] or [W, b (G)]: the
 // input projection xp = x W^T of every step is one GEMM here, into a pooled
 // buffer (the kernels add b, if any, in their pointwise pass).  Returns [output (T, B, H), final state..., saved for backward...].
@@ -1417,13 +1410,17 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
   const Steps st{T, reverse, train};
   pybind11::gil_scoped_release no_gil;
-  // xp = x W^T without the bias b: the kernels that have one add it in their pointwise pass,
-  // which is cheaper than addmm's broadcast copy of b into every row before the GEMM.
-  Tensor xp = fresh({T, B, G}, x.options()), xp2 = xp.view({T * B, G});
-  at::mm_out(xp2, x.view({T * B, I}), proj[0].t());
   TORCH_CHECK(proj.size() > 1 || (kind != "peephole" && kind != "cifg" && kind != "janet" && kind != "nested_lstm"),
               "seqlab kernels: ", kind, " takes its input projection as [W, b]");
-  if (sru_plain(kind, options)) params.push_back(x);
+  // xp = x W^T without the bias b: the kernels that have one add it in their pointwise pass,
+  // which is cheaper than addmm's broadcast copy of b into every row before the GEMM.  SRU
+  // projects inside its time loop.
+  Tensor xp;
+  if (kind != "sru") {
+    xp = fresh({T, B, G}, x.options());
+    Tensor xp2 = xp.view({T * B, G});
+    at::mm_out(xp2, x.view({T * B, I}), proj[0].t());
+  }
   std::vector<Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "seqlab_forward", [&] {
     const scalar_t* xb = proj.size() > 1 ? cptr<scalar_t>(proj[1]) : nullptr;
@@ -1439,7 +1436,7 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
     else if (kind == "nested_lstm")
       result = nested_forward<scalar_t>(xp, xb, state, params, len, st);
     else if (kind == "sru")
-      result = sru_forward<scalar_t>(xp, state, params, len, st, options.at(0) != 0.0);
+      result = sru_forward<scalar_t>(x, proj[0], state, params, len, st, options.at(0) != 0.0, options.at(1) != 0.0);
     else
       TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
   });
@@ -1461,8 +1458,6 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
   const Steps st{T, reverse, true};
   pybind11::gil_scoped_release no_gil;
-  const bool plain = sru_plain(kind, options);
-  if (plain) params.push_back(x);
   std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(dout.scalar_type(), "seqlab_backward", [&] {
     if (kind == "peephole")
@@ -1476,17 +1471,18 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
     else if (kind == "nested_lstm")
       grads = nested_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "sru")
-      grads = sru_backward<scalar_t>(dout, dfinal, saved, params, len, st, options.at(0) != 0.0);
+      grads = sru_backward<scalar_t>(dout, dfinal, saved, x, proj[0], params, len, st, options.at(0) != 0.0,
+                                     options.at(1) != 0.0, need_dx);
     else
       TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
   });
-  // The projection's backward, one GEMM each over all steps: dx = dxp W, dW = dxp^T x, db = sum dxp.
+  // The projection's backward, one GEMM each over all steps: dx = dxp W, dW = dxp^T x, db = sum dxp
+  // (SRU's kernel has done dx already: its last result).
   const Tensor dxp = grads[0].view({T * B, G}), x2 = x.view({T * B, I});
   Tensor dx;
-  if (plain) {  // the highway term's gradient (the kernel's last) plus dxp W, in one GEMM with beta = 1
+  if (kind == "sru") {
     dx = grads.back();
     grads.pop_back();
-    if (need_dx) dx.view({T * B, I}).addmm_(dxp, proj[0]);
   } else if (need_dx) {
     dx = fresh({T, B, I}, x.options());
     Tensor dx2 = dx.view({T * B, I});
