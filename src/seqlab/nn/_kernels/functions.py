@@ -11,6 +11,10 @@ A fused run of one layer and direction is one custom autograd Function,
    ``db = 1ᵀ dxp`` and the recurrent weight gradients as one GEMM each over
    all steps.
 
+SRU has no recurrent GEMM; its kernel computes each step's rows of ``xp``
+(and in backward of ``dx``) inside the time loop, so that the pointwise pass
+finds them in cache, and only ``dW`` is one GEMM after the loop.
+
 Each supported cell class maps to a kernel name, its input projection, the
 recurrent parameters the kernel takes and its scalar options (``_SPECS``).
 The mapping is by exact class: a subclass may change the math, so it runs

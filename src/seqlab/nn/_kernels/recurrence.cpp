@@ -5,7 +5,9 @@
 // GPUs", sec. 3, applied to the CPU):
 //
 //   * the input projection xp = x W^T + b of all T steps is one GEMM
-//     (backward: dx = dxp W and dW = dxp^T x, one GEMM each);
+//     (backward: dx = dxp W and dW = dxp^T x, one GEMM each) -- except SRU,
+//     whose loop has no recurrent GEMM and projects each step's rows inside
+//     it (see sru_forward);
 //   * forward: per step one recurrent GEMM into a scratch buffer, then one
 //     pointwise loop that does all gate math and writes the new state;
 //   * backward through time: per step one pointwise loop for the gate
