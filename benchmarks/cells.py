@@ -58,7 +58,7 @@ from torch import nn
 from seqlab.checkpoint import atomic_write_bytes
 from seqlab.errors import SeqlabError
 from seqlab.provenance import cpu_name, git_commit
-from seqlab.nn import CELLS, Recurrent
+from seqlab.nn import CELLS, Recurrent, _kernels
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = ((50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128))
@@ -210,7 +210,9 @@ def _render(r: dict[str, Any]) -> str:
         f"# Recurrent cells on the {device.upper()}: seqlab against torch.nn.LSTM",
         "",
         f"Written by `{r['command']}` on {r['date']} (commit {r['commit'] or 'unknown'}), torch {r['torch']}, "
-        f"{r['cpu']}, {r['threads']} torch thread(s). One layer, one direction, float32. Each time is the median "
+        f"{r['cpu']}, {r['threads']} torch thread(s)"
+        + (f", per-step GEMM of the seqlab kernels: `{r['step_gemm']}`" if r.get("step_gemm") else "")
+        + f". One layer, one direction, float32. Each time is the median "
         f"of {r['repeats']} rounds after {r['warmup']} warm-up rounds; in a round every model runs once, so all "
         "of them see the same machine load. Ratios divide by `torch.nn.LSTM` at the same shape in this run "
         "(lower is faster); each is the median over rounds of the ratio within a round, so that the machine's "
@@ -260,6 +262,12 @@ def _render(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _step_gemm() -> str | None:
+    """The per-step float GEMM the compiled kernels use here (``panel``, ``mkl``, ``blas``), or None."""
+    kernels = _kernels.load()
+    return kernels.step_gemm() if kernels is not None else None
+
+
 def run(args: argparse.Namespace) -> list[Path]:
     """Measure every shape, write ``cells_<device>.md`` and ``.json``; return their paths."""
     device = torch.device(args.device)
@@ -282,6 +290,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         "torch": torch.__version__,
         "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
+        "step_gemm": _step_gemm(),
         "repeats": repeats,
         "warmup": warmup,
         "quick": bool(args.quick),

@@ -158,11 +158,29 @@ def test_fused_equals_reference_when_the_weights_exceed_the_cache(name):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("name, hidden, batch", [("peephole", 20, 13), ("nested_lstm", 20, 13), ("cifg", 520, 2)])
+def _step_gemms():
+    """The float step GEMMs this build has, each set in turn; the default is set back after."""
+    kernels = _kernels.load()
+    default = kernels.step_gemm()
+    try:
+        for kind in ("panel", "mkl", "blas"):
+            try:
+                kernels.step_gemm(kind)
+            except RuntimeError:  # not in this build (no AVX2, or no MKL)
+                continue
+            yield kind
+    finally:
+        kernels.step_gemm(default)
+
+
+@pytest.mark.parametrize(
+    "name, hidden, batch", [("peephole", 20, 13), ("nested_lstm", 20, 13), ("sru", 20, 13), ("cifg", 520, 2)]
+)
 def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
-    """float32 runs the kernels' own per-step GEMM (StepGemm<float>): 13 rows split 7 + 6 over two
-    threads (row blocks of 4 + 3 and 6), 80 = 5 x 16 gate columns plus a last panel of 4 (H = 20),
-    and a step split over the threads (H = 520: 3.2 MB of weights, one row per thread)."""
+    """float32 runs the kernels' own per-step GEMM (StepGemm<float>), each kind this build has: 13
+    rows split 7 + 6 over two threads (row blocks of 4 + 3 and 6), 80 = 5 x 16 gate columns plus a
+    last panel of 4 (H = 20), and a step split over the threads (H = 520: 3.2 MB of weights, one
+    row per thread)."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -172,10 +190,22 @@ def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
         fused.load_state_dict(ref.state_dict())
         x = torch.randn(4, batch, 5)
         state0 = tuple(torch.randn(1, batch, hidden) for _ in range(ref.state_size))
-        for a, b in zip(_run(fused, x, state0, None), _run(ref, x, state0, None)):
-            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        expected = _run(ref, x, state0, None)
+        kinds = []
+        for kind in _step_gemms():
+            kinds.append(kind)
+            for a, b in zip(_run(fused, x, state0, None), expected):
+                torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=lambda m, k=kind: f"{k}: {m}")
+        assert "blas" in kinds
     finally:
         torch.set_num_threads(before)
+
+
+def test_step_gemm_rejects_a_kind_the_build_lacks():
+    kernels = _kernels.load()
+    with pytest.raises(RuntimeError, match="not in this build"):
+        kernels.step_gemm("cublas")
+    assert kernels.step_gemm() in ("panel", "mkl", "blas")
 
 
 @pytest.mark.parametrize("name", ["peephole", "sru"])

@@ -33,12 +33,14 @@
 #include <torch/csrc/utils/pybind.h>  // pybind11 with the Tensor type caster; lighter than torch/extension.h
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -268,9 +270,9 @@ void gemm_ab(int64_t m, int64_t n, int64_t k, const T* a, const T* w, T beta, T*
 // op(W) = W^T for W (n, k) (``transposed``), or W for W (k, n).  m is the batch,
 // of which a call takes the rows b0..b1.
 template <typename T>
-class StepGemm {
+class BlasStepGemm {
  public:
-  StepGemm(const T* w, int64_t /*m*/, int64_t n, int64_t k, bool transposed)
+  BlasStepGemm(const T* w, int64_t /*m*/, int64_t n, int64_t k, bool transposed)
       : w_(w), n_(n), k_(k), transposed_(transposed) {}
   int64_t bytes() const { return n_ * k_ * static_cast<int64_t>(sizeof(T)); }
   void operator()(const T* a, T beta, T* c, int64_t b0, int64_t b1) const {
@@ -286,7 +288,15 @@ class StepGemm {
   bool transposed_;
 };
 
+// The step GEMM of double (and of float where no faster one is built).
+template <typename T>
+class StepGemm : public BlasStepGemm<T> {
+ public:
+  using BlasStepGemm<T>::BlasStepGemm;
+};
+
 #if defined(__AVX2__) && defined(__FMA__)
+#define SEQLAB_PANEL_GEMM 1
 // The per-step GEMMs have few rows (a thread's block of the batch, 8-64 here)
 // against weights of 64 KiB-4 MiB, a shape the BLAS is not tuned for: MKL's
 // packed GEMM ran at 55-80 GFLOP/s on one AMD EPYC core for (8-64) x 256 x 1024,
@@ -296,10 +306,9 @@ class StepGemm {
 // to 6 rows of A are broadcast against it: 12 accumulators in registers, 12
 // FMAs per 8 loads.  A panel (k x 64 bytes) stays in L1 while every row block
 // of A passes over it.
-template <>
-class StepGemm<float> {
+class PanelGemm {
  public:
-  StepGemm(const float* w, int64_t /*m*/, int64_t n, int64_t k, bool transposed)
+  PanelGemm(const float* w, int64_t n, int64_t k, bool transposed)
       : n_(n), k_(k), panels_((n + kPanel - 1) / kPanel) {
     packed_ = fresh({panels_ * k * kPanel}, at::kFloat);
     float* p = data_ = packed_.data_ptr<float>();
@@ -318,7 +327,6 @@ class StepGemm<float> {
       }
     });
   }
-  int64_t bytes() const { return n_ * k_ * static_cast<int64_t>(sizeof(float)); }
   // beta is 0 or 1 (all the kernels need).  Inside a row block one thread does the
   // whole product; outside one, the panels are shared out over the threads.
   void operator()(const float* a, float beta, float* c, int64_t b0, int64_t b1) const {
@@ -400,12 +408,13 @@ class StepGemm<float> {
   float* data_;  // packed_'s memory (Tensor::data_ptr checks the type at every call)
   int64_t n_, k_, panels_;
 };
-#elif defined(SEQLAB_USE_MKL_PACK)
-template <>
-class StepGemm<float> {
+#endif
+
+#ifdef SEQLAB_USE_MKL_PACK
+class MklPackedGemm {
  public:
   // Column-major, C^T (n, m) = op(W)^T (n, k) A^T (k, m): W is BLAS's "A" matrix, packed here once.
-  StepGemm(const float* w, int64_t m, int64_t n, int64_t k, bool transposed) : n_(n), k_(k) {
+  MklPackedGemm(const float* w, int64_t m, int64_t n, int64_t k, bool transposed) : n_(n), k_(k) {
     const char id = 'A', trans = transposed ? 'T' : 'N';
     const int M = n, N = m, K = k, ld = transposed ? k : n;
     const float one = 1;
@@ -413,7 +422,6 @@ class StepGemm<float> {
     packed_ = fresh({static_cast<int64_t>(bytes / sizeof(float)) + 16}, at::kFloat);
     sgemm_pack_(&id, &trans, &M, &N, &K, &one, w, &ld, packed_.data_ptr<float>());
   }
-  int64_t bytes() const { return n_ * k_ * static_cast<int64_t>(sizeof(float)); }
   void operator()(const float* a, float beta, float* c, int64_t b0, int64_t b1) const {
     const char ta = 'P', tb = 'N';
     const int M = n_, N = b1 - b0, K = k_, lda = n_, ldb = k_, ldc = n_;
@@ -425,6 +433,65 @@ class StepGemm<float> {
   int64_t n_, k_;
 };
 #endif
+
+// Which of them runs the float step GEMMs.  Measured: on an AMD EPYC (Zen3)
+// PanelGemm ran at 80-99 GFLOP/s per core where MKL's packed GEMM gave 55-80;
+// on Intel CPUs, for which MKL is written (and where it uses AVX-512 when the
+// CPU has it), MKL's packed GEMM stays the default.  step_gemm() in the module
+// switches at run time (the tests run both).
+enum class StepKind { kBlas, kPanel, kMklPacked };
+
+inline StepKind default_step_kind() {
+#if defined(SEQLAB_PANEL_GEMM) && defined(SEQLAB_USE_MKL_PACK)
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel") ? StepKind::kMklPacked : StepKind::kPanel;
+#elif defined(SEQLAB_PANEL_GEMM)
+  return StepKind::kPanel;
+#elif defined(SEQLAB_USE_MKL_PACK)
+  return StepKind::kMklPacked;
+#else
+  return StepKind::kBlas;
+#endif
+}
+
+inline std::atomic<StepKind>& step_kind() {
+  static std::atomic<StepKind> kind{default_step_kind()};
+  return kind;
+}
+
+template <>
+class StepGemm<float> {
+ public:
+  StepGemm(const float* w, int64_t m, int64_t n, int64_t k, bool transposed) : blas_(w, m, n, k, transposed) {
+    const StepKind kind = step_kind().load();
+#ifdef SEQLAB_PANEL_GEMM
+    if (kind == StepKind::kPanel) panel_.emplace(w, n, k, transposed);
+#endif
+#ifdef SEQLAB_USE_MKL_PACK
+    if (kind == StepKind::kMklPacked) mkl_.emplace(w, m, n, k, transposed);
+#endif
+    (void)kind;
+  }
+  int64_t bytes() const { return blas_.bytes(); }
+  void operator()(const float* a, float beta, float* c, int64_t b0, int64_t b1) const {
+#ifdef SEQLAB_PANEL_GEMM
+    if (panel_) return (*panel_)(a, beta, c, b0, b1);
+#endif
+#ifdef SEQLAB_USE_MKL_PACK
+    if (mkl_) return (*mkl_)(a, beta, c, b0, b1);
+#endif
+    blas_(a, beta, c, b0, b1);
+  }
+
+ private:
+  BlasStepGemm<float> blas_;
+#ifdef SEQLAB_PANEL_GEMM
+  std::optional<PanelGemm> panel_;
+#endif
+#ifdef SEQLAB_USE_MKL_PACK
+  std::optional<MklPackedGemm> mkl_;
+#endif
+};
 
 // a (m, k) b (k, n) into a pooled buffer.
 inline Tensor mm_fresh(const Tensor& a, const Tensor& b) {
@@ -1496,6 +1563,30 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   return result;
 }
 
+// The float step GEMM: "panel" (seqlab's AVX2 kernel), "mkl" (MKL's packed GEMM) or "blas" (a
+// BLAS call per step); sets it when ``name`` is one that this build has, and returns the current one.
+std::string step_gemm(const std::string& name) {
+  static const std::map<std::string, StepKind> kinds{
+      {"blas", StepKind::kBlas},
+#ifdef SEQLAB_PANEL_GEMM
+      {"panel", StepKind::kPanel},
+#endif
+#ifdef SEQLAB_USE_MKL_PACK
+      {"mkl", StepKind::kMklPacked},
+#endif
+  };
+  if (!name.empty()) {
+    const auto it = kinds.find(name);
+    std::string known;
+    for (const auto& kv : kinds) known += (known.empty() ? "" : ", ") + kv.first;
+    TORCH_CHECK(it != kinds.end(), "seqlab kernels: step GEMM ", name, " is not in this build (", known, ")");
+    step_kind().store(it->second);
+  }
+  for (const auto& kv : kinds)
+    if (kv.second == step_kind().load()) return kv.first;
+  return "blas";
+}
+
 bool uses_blas() {
 #ifdef SEQLAB_USE_BLAS
   return true;
@@ -1511,4 +1602,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &seqlab::forward, "one layer and direction of a cell over the sequence, input projection included");
   m.def("backward", &seqlab::backward, "backpropagation through time for one layer and direction");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
+  m.def("step_gemm", &seqlab::step_gemm, pybind11::arg("name") = "",
+        "the float per-step GEMM (panel, mkl or blas); sets it when a name is given");
 }
