@@ -434,11 +434,10 @@ class MklPackedGemm {
 };
 #endif
 
-// Which of them runs the float step GEMMs.  Measured: on an AMD EPYC (Zen3)
-// PanelGemm ran at 80-99 GFLOP/s per core where MKL's packed GEMM gave 55-80;
-// on Intel CPUs, for which MKL is written (and where it uses AVX-512 when the
-// CPU has it), MKL's packed GEMM stays the default.  step_gemm() in the module
-// switches at run time (the tests run both).
+// Which of them runs the float step GEMMs: PanelGemm (faster on the AMD EPYC it
+// was measured on, see above), but MKL's packed GEMM on Intel CPUs, for which
+// MKL is written and where it uses AVX-512 when the CPU has it.  step_gemm() in
+// the module switches at run time (the tests run every kind).
 enum class StepKind { kBlas, kPanel, kMklPacked };
 
 inline StepKind default_step_kind() {
