@@ -8,8 +8,10 @@ paths runs (``Recurrent.backend`` says which):
   (:mod:`seqlab.nn._kernels`): the input projection of the whole sequence in
   one GEMM, a C++ time loop with one recurrent GEMM and one fused pointwise
   pass per step, and a hand-written backward through time;
+* "triton": on CUDA the same cells run seqlab's Triton kernels
+  (:mod:`seqlab.nn._kernels.gpu`), when Triton is installed;
 * "reference": the same projection, then ``cell.step`` once per time step in
-  Python with autograd.  It is the definition the other two are tested
+  Python with autograd.  It is the definition the others are tested
   against, and what runs where no kernel applies (other devices, a machine
   that cannot build the kernels).
 
@@ -20,6 +22,7 @@ Notation: ``T`` time, ``B`` batch, ``I`` input size, ``H`` hidden size,
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +31,26 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..errors import SeqlabError
 from . import _kernels
+from ._kernels import gpu
 from .cells import CELLS, RecurrentCell
 
 __all__ = ["Recurrent", "from_torch"]
 
 StateArg = Tensor | tuple[Tensor, ...] | None
 
-_IMPLS = ("auto", "fused", "reference")
+_IMPLS = ("auto", "fused", "triton", "reference")
+
+# A runner takes one layer and direction: (cell, x, state, lengths or None, reverse) -> (output, state).
+Runner = Callable[[RecurrentCell, Tensor, tuple, "Tensor | None", bool], tuple[Tensor, tuple]]
+
+
+def _cpu_runner(kernels) -> Runner:
+    def run(cell, x, state, lengths, reverse):
+        T, B = x.shape[:2]  # the compiled kernels take every length, as int64 on the CPU
+        lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.to("cpu").contiguous()
+        return _kernels.run_cell(kernels, cell, x, state, lengths, reverse)
+
+    return run
 
 
 def _cell_class(name: str) -> type[RecurrentCell]:
@@ -69,10 +85,13 @@ class Recurrent(nn.Module):
             the same size (a deep residual RNN; Wu et al. 2016 for GNMT).
             Layer 0 qualifies only when ``input_size == D * H``.
         impl: "auto" uses torch's fused kernel when the cell allows it, else
-            seqlab's compiled kernel for float CPU inputs when the cell has
-            one and it builds, else the reference loop; "fused" insists on
-            seqlab's compiled kernel (an error where it cannot run);
-            "reference" always runs the step-by-step Python loop.
+            seqlab's compiled kernel for float CPU inputs (its Triton
+            kernels for float CUDA inputs) when the cell has one and it
+            builds, else the reference loop; "fused" insists on seqlab's
+            kernels (an error where they cannot run); "triton" insists on
+            the Triton kernels, on CUDA or, under ``TRITON_INTERPRET=1``,
+            on any device; "reference" always runs the step-by-step Python
+            loop.
         **cell_options: passed to the cell (``peepholes="if"``, ``t_max=784``, ...).
 
     ``forward(x, state=None, lengths=None) -> (output, state)``:
@@ -110,6 +129,9 @@ class Recurrent(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if impl not in _IMPLS:
             raise ValueError(f"impl must be one of {', '.join(_IMPLS)}, got {impl!r}")
+        if impl == "triton" and not gpu.supports(cls):
+            names = [name for name, c in CELLS.items() if gpu.supports(c)]
+            raise ValueError(f"impl='triton' needs a cell with Triton kernels ({', '.join(names)}), got {cell!r}")
         if impl == "fused" and not _kernels.supports(cls):
             fused = [name for name, c in CELLS.items() if _kernels.supports(c)]
             raise ValueError(f"impl='fused' needs a cell with a seqlab kernel ({', '.join(fused)}), got {cell!r}")
@@ -194,9 +216,19 @@ class Recurrent(nn.Module):
             output, final = self._forward_layers(x, states, lengths, self._kernels_for(x))
         return output, (final[0] if self.state_size == 1 else final)
 
-    def _kernels_for(self, x: Tensor):
-        """The compiled kernel module when it can run this input, else None (the reference loop)."""
-        if self.impl == "reference" or not _kernels.supports(CELLS[self.cell]):
+    def _kernels_for(self, x: Tensor) -> Runner | None:
+        """The kernel runner for this input: compiled CPU, Triton (CUDA), or None (the reference loop)."""
+        cls = CELLS[self.cell]
+        if self.impl == "reference" or not (_kernels.supports(cls) or gpu.supports(cls)):
+            return None
+        if self.impl == "triton" or x.is_cuda:
+            if gpu.supports(cls) and gpu.usable(x):
+                return gpu.run_cell
+            if self.impl in ("fused", "triton"):
+                why = "Triton is not installed" if gpu.load() is None else (
+                    f"they run on non-empty float32/float64 CUDA tensors, got {x.dtype} on {x.device}")
+                raise SeqlabError(f"impl={self.impl!r} asks for seqlab's Triton kernels, but {why}",
+                                  hint="use impl='auto' to fall back to the reference loop")
             return None
         runnable = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.numel() > 0
         kernels = _kernels.load() if runnable else None
@@ -207,7 +239,7 @@ class Recurrent(nn.Module):
                 f"impl='fused' asks for seqlab's compiled kernels, but {reason}",
                 hint="use impl='auto' to fall back to the reference loop; building needs a C++ compiler and ninja",
             )
-        return kernels
+        return None if kernels is None else _cpu_runner(kernels)
 
     def _check_lengths(self, lengths: Tensor, T: int, B: int) -> Tensor:
         lengths = torch.as_tensor(lengths)
@@ -269,7 +301,7 @@ class Recurrent(nn.Module):
     def _forward_layers(self, x: Tensor, states, lengths, kernels=None):
         """(T, B, I) -> (T, B, D*H), layer by layer and direction by direction.
 
-        With ``kernels`` each direction is one compiled run (``_kernels.run_cell``),
+        With ``kernels`` (a runner) each direction is one compiled or Triton run,
         otherwise one ``cell.step`` per time step.
         """
         T, B = x.shape[:2]
@@ -278,8 +310,6 @@ class Recurrent(nn.Module):
         if lengths is not None:
             steps = torch.arange(T, device=x.device).unsqueeze(1)
             mask = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
-        if kernels is not None:  # the kernels take every length, as int64 on the CPU
-            lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.to("cpu").contiguous()
         finals: list[tuple[Tensor, ...]] = []
         layer_input = x
         for layer in range(self.num_layers):
@@ -289,7 +319,7 @@ class Recurrent(nn.Module):
                 cell = self.cells[k]
                 state = cell.init_state(B, x) if states is None else tuple(s[k] for s in states)
                 if kernels is not None:
-                    output, state = _kernels.run_cell(kernels, cell, layer_input, state, lengths, direction == 1)
+                    output, state = kernels(cell, layer_input, state, lengths, direction == 1)
                 else:
                     output, state = self._run_direction(cell, layer_input, state, mask, reverse=direction == 1)
                 outputs.append(output)

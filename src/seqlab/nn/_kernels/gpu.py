@@ -1,0 +1,423 @@
+"""The recurrences on CUDA: autograd glue around the Triton kernels (``triton_cells.py``).
+
+A run of one layer and direction is one custom autograd Function,
+:class:`_GpuRecurrence`, whose input is the cell's projected sequence
+``xp = cell.project(x)``: the projection (one GEMM over all steps, and the
+LayerNorm and bias where the cell has them) stays under torch's autograd,
+which also gives its weight gradients as one GEMM each.  The Function runs
+the time loop in Triton launches, backward through time by hand, and the
+recurrent weight gradients as one GEMM over all steps.
+
+The gated cells take one launch per step each way.  On CUDA the launches of
+a whole loop are recorded once per shape into a CUDA graph and replayed
+(``SEQLAB_CUDA_GRAPHS=0`` turns that off): a step's kernel runs for a few
+microseconds, about what launching it from Python costs.
+
+Triton is optional: without it (or on a GPU it cannot compile for) the
+layers run the PyTorch reference loop.  With ``TRITON_INTERPRET=1`` the same
+kernels run on CPU tensors through Triton's interpreter, which is how the CPU
+test suite checks them against the reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from types import ModuleType
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ..cells import (
+    CIFGCell,
+    JANETCell,
+    LayerNormLSTMCell,
+    LSTMCell,
+    NestedLSTMCell,
+    PeepholeLSTMCell,
+    RecurrentCell,
+    SRUCell,
+)
+
+__all__ = ["load", "usable", "supports", "run_cell", "GRAPHS_ENV"]
+
+GRAPHS_ENV = "SEQLAB_CUDA_GRAPHS"
+_log = logging.getLogger("seqlab.kernels")
+
+BB, BK = 16, 32  # batch rows and reduction depth of a gated-cell tile (tl.dot needs >= 16)
+ELEMENTS = 128  # (b, j) elements per program of the elementwise kernels
+
+
+def interpreting() -> bool:
+    """True under ``TRITON_INTERPRET=1``: the kernels run on CPU tensors through Triton's interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+@functools.cache
+def load() -> ModuleType | None:
+    """The Triton kernel module, or ``None`` (one notice) when Triton cannot be imported."""
+    try:
+        from . import triton_cells
+    except Exception as err:  # ImportError, or a Triton that fails to initialise
+        _log.warning(f"seqlab: Triton kernels unavailable ({type(err).__name__}: {err}); using the reference loop")
+        return None
+    return triton_cells
+
+
+def usable(x: Tensor) -> bool:
+    """Whether the Triton kernels can run on ``x``: float32/64, non-empty, on CUDA (any device when interpreting)."""
+    on_device = x.is_cuda or interpreting()
+    return on_device and x.dtype in (torch.float32, torch.float64) and x.numel() > 0 and load() is not None
+
+
+def _graphs(x: Tensor) -> bool:
+    return x.is_cuda and os.environ.get(GRAPHS_ENV, "1").strip() not in ("0", "")
+
+
+# --------------------------------------------------------------------------- specs
+
+# (kernel name, recurrent parameters, scalar options); the projection is the cell's own.
+Spec = tuple[str, list[Tensor], list[float]]
+
+
+def _peephole(cell: PeepholeLSTMCell) -> Spec:
+    p = cell.weight_peephole
+    if cell.peepholes != "ifo":
+        rows = torch.tensor(["ifo".index(g) for g in cell.peepholes], device=p.device)
+        p = p.new_zeros(3, cell.hidden_size).index_copy(0, rows, p)
+    return "peephole", [cell.weight_hh, p], []
+
+
+_SPECS: dict[type[RecurrentCell], Callable[[RecurrentCell], Spec]] = {
+    LSTMCell: lambda c: ("peephole", [c.weight_hh, c.weight_hh.new_zeros(3, c.hidden_size)], []),
+    PeepholeLSTMCell: _peephole,
+    CIFGCell: lambda c: ("cifg", [c.weight_hh], []),
+    JANETCell: lambda c: ("janet", [c.weight_hh], [c.beta]),
+    LayerNormLSTMCell: lambda c: (
+        "ln_lstm", [c.weight_hh, c.norm_hh.weight, c.norm_c.weight, c.norm_c.bias], [c.norm_hh.eps, c.norm_c.eps]),
+    SRUCell: lambda c: ("sru", [c.weight_c, c.bias], [1.0 if c.activation == "tanh" else 0.0]),
+    NestedLSTMCell: lambda c: (
+        "nested_lstm", [c.weight_hh, torch.cat([c.inner_weight_ih, c.inner_weight_hh], dim=1), c.inner_bias], []),
+}
+
+
+def supports(cell: RecurrentCell | type[RecurrentCell]) -> bool:
+    """Whether a cell (or cell class) has Triton kernels."""
+    return (cell if isinstance(cell, type) else type(cell)) in _SPECS
+
+
+# --------------------------------------------------------------------------- the time loop
+
+
+class _Steps:
+    """Processing order and state slots: a (T + 1, B, H) state buffer holds the state entering time t
+    at slot ``s_in(t)``; forward runs t = 0..T-1 (slots t -> t + 1), reverse t = T-1..0 (slots t + 1 -> t)."""
+
+    def __init__(self, T: int, reverse: bool):
+        self.T, self.reverse = T, reverse
+        self.order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
+
+    def s_in(self, t: int) -> int:
+        return t + 1 if self.reverse else t
+
+    def s_out(self, t: int) -> int:
+        return t if self.reverse else t + 1
+
+    @property
+    def first(self) -> int:
+        return self.T if self.reverse else 0
+
+    @property
+    def last(self) -> int:
+        return 0 if self.reverse else self.T
+
+    def entering(self, buffer: Tensor) -> Tensor:
+        """The (T, B, H) states entering each step, by time."""
+        return buffer[1:] if self.reverse else buffer[:-1]
+
+
+def _state_buffer(init: Tensor, st: _Steps) -> Tensor:
+    buffer = init.new_empty(st.T + 1, *init.shape)
+    buffer[st.first].copy_(init)
+    return buffer
+
+
+def _tile(B: int, H: int) -> int:
+    """Units per gated-cell tile: 32, or 16 where that leaves under 64 tiles to spread over the GPU."""
+    return 32 if triton_cdiv(B, BB) * triton_cdiv(H, 32) >= 64 else 16
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(4, (n - 1).bit_length())
+
+
+_ACTS = {"peephole": 5, "cifg": 4, "janet": 3}
+
+
+def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], lens: Tensor, st: _Steps,
+             options: list[float], train: bool) -> tuple[Tensor, list[Tensor], dict[str, Tensor]]:
+    """Run the loop; returns the output, the (T + 1, B, H) state buffers and what backward needs."""
+    tk = load()
+    T, B, G = xp.shape
+    H = state[0].shape[1]
+    S = [_state_buffer(s, st) for s in state]
+    out = xp.new_empty(T, B, H)
+    saved: dict[str, Tensor] = {}
+    if kind in _ACTS:
+        ut = params[0].t().contiguous()  # (H, G): a tile reads its gates' columns contiguously
+        acts = xp.new_empty(T if train else 1, B, _ACTS[kind] * H)
+        BH = _tile(B, H)
+        grid = (triton_cdiv(B, BB), triton_cdiv(H, BH))
+        for t in st.order:
+            args = dict(t=t, s_in=st.s_in(t), s_out=st.s_out(t), B=B, H=H, TRAIN=train, BB=BB, BH=BH, BK=BK)
+            if kind == "peephole":
+                tk.peephole_fwd[grid](xp, ut, params[1], S[0], S[1], out, acts, lens, **args)
+            elif kind == "cifg":
+                tk.cifg_fwd[grid](xp, ut, S[0], S[1], out, acts, lens, **args)
+            else:
+                tk.janet_fwd[grid](xp, ut, S[0], out, acts, lens, beta=options[0], **args)
+        saved["acts"] = acts
+    elif kind == "sru":
+        final_h, final_c = S[0][st.last], S[1][st.last]
+        cs = xp.new_empty(T if train else 1, B, H)
+        tk.sru_fwd[(triton_cdiv(B * H, ELEMENTS),)](
+            xp, params[0], params[1], state[0], state[1], out, final_h, final_c, cs, lens, T, B, H,
+            REVERSE=st.reverse, TANH=options[0] > 0, TRAIN=train, BLOCK=ELEMENTS)
+        saved["cs"] = cs
+    elif kind == "ln_lstm":
+        U, gh, gc, bc = params
+        r = xp.new_empty(B, G)
+        acts = xp.new_empty(T if train else 1, B, 10 * H)
+        rstd = xp.new_empty(T if train else 1, B, 2)
+        for t in st.order:
+            torch.mm(S[0][st.s_in(t)], U.t(), out=r)
+            tk.ln_lstm_fwd[(B,)](xp, r, gh, gc, bc, S[0], S[1], out, acts, rstd, lens, t, st.s_in(t), st.s_out(t),
+                                 B, H, options[0], options[1], TRAIN=train, BLOCK=_pow2(H))
+        saved.update(acts=acts, rstd=rstd)
+    elif kind == "nested_lstm":
+        U, W, bias = params
+        r, ri = xp.new_empty(B, G), xp.new_empty(B, G)
+        z = xp.new_empty(T if train else 1, B, 2 * H)
+        acts = xp.new_empty(T if train else 1, B, 10 * H)
+        grid = (triton_cdiv(B * H, ELEMENTS),)
+        for t in st.order:
+            ta = t if train else 0
+            torch.mm(S[0][st.s_in(t)], U.t(), out=r)
+            tk.nested_outer_fwd[grid](xp, r, S[1], z, acts, t, ta, st.s_in(t), B, H, BLOCK=ELEMENTS)
+            torch.mm(z[ta], W.t(), out=ri)
+            tk.nested_inner_fwd[grid](ri, bias, S[0], S[1], S[2], out, acts, lens, t, ta, st.s_in(t), st.s_out(t),
+                                      B, H, TRAIN=train, BLOCK=ELEMENTS)
+        saved.update(z=z, acts=acts)
+    else:
+        raise ValueError(f"no Triton kernel for {kind!r}")
+    return out, S, saved
+
+
+def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], saved: dict[str, Tensor],
+              xp: Tensor, params: list[Tensor], lens: Tensor, st: _Steps, options: list[float]):
+    """-> (dxp, [d initial state], [d params])."""
+    tk = load()
+    T, B, G = xp.shape
+    H = dout.shape[2]
+    back = st.order[::-1]  # processing order of backward
+    dxp = xp.new_empty(T, B, G)
+    if kind == "sru":
+        dh0, dc0 = dout.new_empty(B, H), dout.new_empty(B, H)
+        dvb = dout.new_empty(4, B, H)
+        tk.sru_bwd[(triton_cdiv(B * H, ELEMENTS),)](
+            xp, params[0], params[1], saved["cs"], dout, dfinal[0], dfinal[1], dxp, dh0, dc0, dvb, lens, T, B, H,
+            REVERSE=st.reverse, TANH=options[0] > 0, BLOCK=ELEMENTS)
+        sums = dvb.sum(1)  # (4, H): dv_f, dv_r, db_f, db_r
+        return dxp, [dh0, dc0], [sums[:2].reshape(-1), sums[2:].reshape(-1)]
+    U = params[0]
+    dstate = [d.clone() for d in dfinal]
+    H_in = st.entering(S[0]).reshape(T * B, H)
+    if kind in _ACTS:
+        BH = _tile(B, H)
+        grid = (triton_cdiv(B, BB), triton_cdiv(H, BH))
+        dp = dout.new_zeros(3, B, H) if kind == "peephole" else None
+        for k, t in enumerate(back):
+            args = dict(t=t, t_prev=back[k - 1] if k else 0, s_in=st.s_in(t), B=B, H=H,
+                        HAS_PREV=k > 0, BB=BB, BH=BH, BK=BK)
+            if kind == "peephole":
+                tk.peephole_bwd[grid](dxp, U, params[1], S[1], saved["acts"], dout, dstate[0], dstate[1], dp, lens,
+                                      **args)
+            elif kind == "cifg":
+                tk.cifg_bwd[grid](dxp, U, S[1], saved["acts"], dout, dstate[0], dstate[1], lens, **args)
+            else:
+                tk.janet_bwd[grid](dxp, U, S[0], saved["acts"], dout, dstate[0], lens, **args)
+        dstate[0].addmm_(dxp[back[-1]], U)  # what the last step's dA adds to dh_0
+        dU = dxp.view(T * B, G).t().mm(H_in)
+        extra = [dp.sum(1)] if kind == "peephole" else []
+        return dxp, dstate, [dU, *extra]
+    if kind == "ln_lstm":
+        _, gh, gc, _ = params
+        dr = dout.new_empty(T, B, G)
+        dsum = dout.new_zeros(B, 6 * H)
+        for t in back:
+            tk.ln_lstm_bwd[(B,)](dxp, dr, gh, gc, S[1], saved["acts"], saved["rstd"], dout, dstate[0], dstate[1],
+                                 dsum, lens, t, st.s_in(t), B, H, BLOCK=_pow2(H))
+            dstate[0].addmm_(dr[t], U)
+        dU = dr.view(T * B, G).t().mm(H_in)
+        sums = dsum.sum(0)
+        return dxp, dstate, [dU, sums[:G], sums[G : G + H], sums[G + H :]]
+    # nested_lstm
+    _, W, _ = params
+    dai = dout.new_empty(T, B, G)
+    dao, dz = dout.new_empty(B, H), dout.new_empty(B, 2 * H)
+    grid = (triton_cdiv(B * H, ELEMENTS),)
+    for t in back:
+        tk.nested_inner_bwd[grid](dai, dao, saved["acts"], S[2], dout, dstate[0], dstate[1], dstate[2], lens, t,
+                                  st.s_in(t), B, H, BLOCK=ELEMENTS)
+        torch.mm(dai[t], W, out=dz)
+        tk.nested_outer_bwd[grid](dxp, dao, dz, saved["acts"], S[1], dstate[1], lens, t, st.s_in(t), B, H,
+                                  BLOCK=ELEMENTS)
+        dstate[0].addmm_(dxp[t], U)
+    dU = dxp.view(T * B, G).t().mm(H_in)
+    dW = dai.view(T * B, G).t().mm(saved["z"].view(T * B, 2 * H))
+    return dxp, dstate, [dU, dW, dai.sum((0, 1))]
+
+
+# --------------------------------------------------------------------------- CUDA graphs
+
+
+class _GraphCache:
+    """Recorded loops by key (kind, shapes, dtype, device, direction, pass), least recently used out."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self.entries: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, list[Tensor], object]] = OrderedDict()
+
+    def run(self, key: tuple, fn: Callable[..., object], inputs: list[Tensor]) -> object:
+        """``fn(*inputs)`` replayed from a graph recorded on static copies of ``inputs``.
+
+        The result (tensors, or lists and dicts of them) is cloned out of the graph's memory,
+        so later replays do not overwrite what the caller keeps.
+        """
+        entry = self.entries.get(key)
+        if entry is None:
+            static = [x.clone() for x in inputs]
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                fn(*static)  # compiles the kernels and warms the allocator outside the recording
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                result = fn(*static)
+            entry = (graph, static, result)
+            self.entries[key] = entry
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        else:
+            self.entries.move_to_end(key)
+        graph, static, result = entry
+        for dst, src in zip(static, inputs):
+            dst.copy_(src)
+        graph.replay()
+        return _clone(result)
+
+
+def _clone(obj):
+    if isinstance(obj, Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone(v) for v in obj)
+    return obj
+
+
+_GRAPHS = _GraphCache()
+
+
+def _key(*parts) -> tuple:
+    return tuple((tuple(p.shape), p.dtype, str(p.device)) if isinstance(p, Tensor) else p for p in parts)
+
+
+# --------------------------------------------------------------------------- autograd
+
+
+class _GpuRecurrence(torch.autograd.Function):
+    """``(xp, state_0, params) -> (output (T, B, H), *state_T)`` through the Triton loop."""
+
+    @staticmethod
+    def forward(ctx, kind, options, reverse, num_states, lens, xp, *rest):
+        state, params = [s.contiguous() for s in rest[:num_states]], [p.contiguous() for p in rest[num_states:]]
+        st = _Steps(xp.shape[0], reverse)
+        xp = xp.contiguous()
+
+        def run(xp, lens, *tensors):
+            return _forward(kind, xp, list(tensors[:num_states]), list(tensors[num_states:]), lens, st, options, True)
+
+        inputs = [xp, lens, *state, *params]
+        if _graphs(xp):
+            out, S, saved = _GRAPHS.run(_key("fwd", kind, reverse, *inputs, *options), run, inputs)
+        else:
+            out, S, saved = run(*inputs)
+        ctx.meta = (kind, options, st, num_states, list(saved))
+        ctx.save_for_backward(lens, xp, *params, *S, *saved.values())
+        return (out, *(s[st.last] for s in S))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, *dfinal):
+        kind, options, st, num_states, names = ctx.meta
+        lens, xp, *rest = ctx.saved_tensors
+        num_params = len(rest) - num_states - len(names)
+        params, S = list(rest[:num_params]), list(rest[num_params : num_params + num_states])
+        saved = dict(zip(names, rest[num_params + num_states :]))
+        dout, dfinal = dout.contiguous(), [d.contiguous() for d in dfinal]
+
+        def run(dout, lens, xp, *tensors):
+            dfin, S_, rest_ = tensors[:num_states], tensors[num_states : 2 * num_states], tensors[2 * num_states :]
+            params_, saved_ = list(rest_[:num_params]), dict(zip(names, rest_[num_params:]))
+            return _backward(kind, dout, list(dfin), list(S_), saved_, xp, params_, lens, st, options)
+
+        inputs = [dout, lens, xp, *dfinal, *S, *params, *saved.values()]
+        if _graphs(xp):
+            dxp, dstate, dparams = _GRAPHS.run(_key("bwd", kind, st.reverse, *inputs, *options), run, inputs)
+        else:
+            dxp, dstate, dparams = run(*inputs)
+        return (None,) * 5 + (dxp, *dstate, *dparams)
+
+
+def run_cell(cell: RecurrentCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None,
+             reverse: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One layer and direction on the Triton kernels; the contract of ``Recurrent._run_direction``.
+
+    ``x (T, B, I)``, ``state`` of ``(B, H)``, ``lengths (B,)`` or ``None`` for all ``T``.
+    """
+    kind, params, options = _SPECS[type(cell)](cell)
+    T, B = x.shape[:2]
+    if lengths is None:
+        lens = torch.full((B,), T, dtype=torch.int32, device=x.device)
+    else:
+        lens = lengths.to(device=x.device, dtype=torch.int32)
+    xp = cell.project(x)
+    n = len(state)
+    tensors = (xp, *state, *params)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        result = _GpuRecurrence.apply(kind, options, reverse, n, lens, *tensors)
+        return result[0], tuple(result[1:])
+    st = _Steps(T, reverse)
+    with torch.no_grad():
+        inputs = [xp.contiguous(), lens, *(s.contiguous() for s in state), *(p.contiguous() for p in params)]
+
+        def run(xp, lens, *tensors):
+            out, S, _ = _forward(kind, xp, list(tensors[:n]), list(tensors[n:]), lens, st, options, False)
+            return out, [s[st.last] for s in S]
+
+        if _graphs(xp):
+            out, finals = _GRAPHS.run(_key("infer", kind, reverse, *inputs, *options), run, inputs)
+        else:
+            out, finals = run(*inputs)
+    return out, tuple(finals)
