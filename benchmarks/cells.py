@@ -12,10 +12,10 @@ What is measured, per shape, in this one process:
 - inference: ``model(x)`` under ``torch.no_grad()``;
 - training: ``model(x)`` then ``output.backward(g)`` with a fixed random
   ``g``; ``x`` requires grad, as it does inside a stacked model;
-- every model is a ``seqlab.nn.Recurrent`` with its default path
-  (``Recurrent.backend``: torch's kernel for lstm/gru/rnn_*, seqlab's
-  compiled kernel for the others), plus ``torch.nn.LSTM``, ``GRU`` and
-  ``RNN`` themselves as baselines;
+- every model is a ``seqlab.nn.Recurrent`` with its default path (torch's
+  kernel for lstm/gru/rnn_*; for the others seqlab's compiled kernels on the
+  CPU, its Triton kernels on CUDA), plus ``torch.nn.LSTM``, ``GRU`` and
+  ``RNN`` themselves as baselines (cuDNN on CUDA);
 - models are timed round-robin, one call of each per round in a freshly
   shuffled order, so that load changes on a shared machine and the position
   in a round hit all of them alike; the first rounds are warm-up and
@@ -59,6 +59,7 @@ from seqlab.checkpoint import atomic_write_bytes
 from seqlab.errors import SeqlabError
 from seqlab.provenance import cpu_name, git_commit
 from seqlab.nn import CELLS, Recurrent, _kernels
+from seqlab.nn._kernels import gpu
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = ((50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128))
@@ -93,6 +94,15 @@ def _paired_ratio(times: list[float], base: list[float]) -> float:
     """Median over rounds of ``times[r] / base[r]``: both timed in the same round, so a load change
     between rounds (minutes-long on a shared machine) cancels out of each ratio."""
     return statistics.median(t / b for t, b in zip(times, base, strict=True))
+
+
+def _path(model: nn.Module, device: torch.device) -> str:
+    """The path a model takes on ``device``: torch, seqlab (compiled CPU kernels), triton or reference."""
+    if not isinstance(model, Recurrent):
+        return "torch"
+    if device.type != "cuda" or model.uses_native:
+        return model.backend
+    return "triton" if gpu.supports(CELLS[model.cell]) and gpu.load() is not None else "reference"
 
 
 def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats: int, warmup: int) -> dict[str, Any]:
@@ -155,7 +165,7 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
         flops = _matmul_flops(model, T, B)
         row = {
             "model": name,
-            "path": model.backend if isinstance(model, Recurrent) else "torch",
+            "path": _path(model, device),
             "infer_ms": infer_ms,
             "train_ms": train_ms,
             "infer_ratio": _paired_ratio(times[name]["infer"], times[BASELINE]["infer"]),
@@ -206,18 +216,24 @@ def _floor_note(check: dict[str, Any]) -> str:
 
 def _render(r: dict[str, Any]) -> str:
     device = r["device"]
+    if device == "cuda":
+        machine = (f"{r['gpu']}, Triton {r['triton']}, CUDA graphs {'on' if r['cuda_graphs'] else 'off'}; "
+                   f"cuDNN may use TF32 (`torch.backends.cudnn.allow_tf32={r['cudnn_tf32']}`), the Triton "
+                   "kernels multiply in full float32")
+    else:
+        machine = f"{r['cpu']}, {r['threads']} torch thread(s)" + (
+            f", per-step GEMM of the seqlab kernels: `{r['step_gemm']}`" if r.get("step_gemm") else "")
     lines = [
         f"# Recurrent cells on the {device.upper()}: seqlab against torch.nn.LSTM",
         "",
         f"Written by `{r['command']}` on {r['date']} (commit {r['commit'] or 'unknown'}), torch {r['torch']}, "
-        f"{r['cpu']}, {r['threads']} torch thread(s)"
-        + (f", per-step GEMM of the seqlab kernels: `{r['step_gemm']}`" if r.get("step_gemm") else "")
-        + f". One layer, one direction, float32. Each time is the median "
+        f"{machine}. One layer, one direction, float32. Each time is the median "
         f"of {r['repeats']} rounds after {r['warmup']} warm-up rounds; in a round every model runs once, so all "
         "of them see the same machine load. Ratios divide by `torch.nn.LSTM` at the same shape in this run "
         "(lower is faster); each is the median over rounds of the ratio within a round, so that the machine's "
         "slow stretches cancel out (the JSON also has the ratio of the medians). *path*: `torch` is torch's own "
-        "kernel, `seqlab` the compiled kernels of `seqlab.nn._kernels`, `reference` the Python step loop. GFLOP/s count matrix products only "
+        "kernel (cuDNN on CUDA), `seqlab` the compiled CPU kernels of `seqlab.nn._kernels`, `triton` its Triton "
+        "kernels (`seqlab.nn._kernels.gpu`), `reference` the Python step loop. GFLOP/s count matrix products only "
         "(training: 3x the forward count). *FLOPs vs LSTM*: the cell's matrix-product FLOPs over "
         "torch.nn.LSTM's. *floor*: the ratio to torch.nn.LSTM the cell would reach if all of its matrix products "
         "ran at this shape's GEMM reference rate and nothing else took time; a target below the floor is out of "
@@ -268,6 +284,14 @@ def _step_gemm() -> str | None:
     return kernels.step_gemm() if kernels is not None else None
 
 
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
 def run(args: argparse.Namespace) -> list[Path]:
     """Measure every shape, write ``cells_<device>.md`` and ``.json``; return their paths."""
     device = torch.device(args.device)
@@ -290,7 +314,11 @@ def run(args: argparse.Namespace) -> list[Path]:
         "torch": torch.__version__,
         "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
-        "step_gemm": _step_gemm(),
+        "step_gemm": _step_gemm() if device.type == "cpu" else None,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "triton": _triton_version() if device.type == "cuda" else None,
+        "cuda_graphs": gpu.graphs_enabled() if device.type == "cuda" else None,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32 if device.type == "cuda" else None,
         "repeats": repeats,
         "warmup": warmup,
         "quick": bool(args.quick),

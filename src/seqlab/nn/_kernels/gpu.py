@@ -43,7 +43,7 @@ from ..cells import (
     SRUCell,
 )
 
-__all__ = ["load", "usable", "supports", "run_cell", "GRAPHS_ENV"]
+__all__ = ["load", "usable", "supports", "run_cell", "graphs_enabled", "GRAPHS_ENV"]
 
 GRAPHS_ENV = "SEQLAB_CUDA_GRAPHS"
 _log = logging.getLogger("seqlab.kernels")
@@ -74,8 +74,13 @@ def usable(x: Tensor) -> bool:
     return on_device and x.dtype in (torch.float32, torch.float64) and x.numel() > 0 and load() is not None
 
 
+def graphs_enabled() -> bool:
+    """Whether CUDA inputs replay recorded graphs (``SEQLAB_CUDA_GRAPHS``, default on)."""
+    return os.environ.get(GRAPHS_ENV, "1").strip() not in ("0", "")
+
+
 def _graphs(x: Tensor) -> bool:
-    return x.is_cuda and os.environ.get(GRAPHS_ENV, "1").strip() not in ("0", "")
+    return x.is_cuda and graphs_enabled()
 
 
 # --------------------------------------------------------------------------- specs

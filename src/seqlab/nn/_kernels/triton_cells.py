@@ -21,7 +21,9 @@ Buffers follow recurrence.cpp: indexed by time ``t`` (not by processing
 order).  States live in ``(T + 1, B, H)`` buffers, slot ``s_in`` holding the
 state entering the step and ``s_out`` the state it leaves.  A step at
 ``t >= length[b]`` carries row ``b``'s state through unchanged and outputs 0.
-All pointers are row-major and contiguous; row offsets are int64.
+All pointers are row-major and contiguous; row offsets are int64.  The step
+and slot numbers are not specialized on: Triton would otherwise compile a
+kernel again for t = 1 and for t divisible by 16.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _tile_gemm(a_ptr, lda, w_ptr, ldw, w_col0, rows, cols, M, K, N,
 # ---------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "s_in", "s_out"])
 def peephole_fwd(xp, ut, p, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
                  TRAIN: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
     rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
@@ -100,7 +102,7 @@ def peephole_fwd(xp, ut, p, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
         tl.store(a + 4 * H, tc, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "t_prev", "s_in"])
 def peephole_bwd(da, u, p, cs, acts, dout, dhc, dcc, dp, lens, t, t_prev, s_in, B, H,
                  HAS_PREV: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
     rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
@@ -149,7 +151,7 @@ def peephole_bwd(da, u, p, cs, acts, dout, dhc, dcc, dp, lens, t, t_prev, s_in, 
 # ---------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "s_in", "s_out"])
 def cifg_fwd(xp, ut, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
              TRAIN: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
     rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
@@ -183,7 +185,7 @@ def cifg_fwd(xp, ut, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
         tl.store(a + 3 * H, tc, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "t_prev", "s_in"])
 def cifg_bwd(da, u, cs, acts, dout, dhc, dcc, lens, t, t_prev, s_in, B, H,
              HAS_PREV: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
     rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
@@ -218,7 +220,7 @@ def cifg_bwd(da, u, cs, acts, dout, dhc, dcc, lens, t, t_prev, s_in, B, H,
 # ---------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "s_in", "s_out"])
 def janet_fwd(xp, ut, hs, out, acts, lens, t, s_in, s_out, B, H, beta,
               TRAIN: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
     rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
@@ -244,7 +246,7 @@ def janet_fwd(xp, ut, hs, out, acts, lens, t, s_in, s_out, B, H, beta,
         tl.store(a + 2 * H, g, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "t_prev", "s_in"])
 def janet_bwd(da, u, hs, acts, dout, dhc, lens, t, t_prev, s_in, B, H,
               HAS_PREV: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
     rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
@@ -386,7 +388,7 @@ def sru_bwd(xp, v, bias, cs, dout, dhT, dcT, dxp, dh0, dc0, dvb, lens, T, B, H,
 # ---------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "s_in", "s_out"])
 def ln_lstm_fwd(xp, r, gh, gc, bc, hs, cs, out, acts, rstd, lens, t, s_in, s_out, B, H, eps_r, eps_c,
                 TRAIN: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
@@ -441,7 +443,7 @@ def ln_lstm_fwd(xp, r, gh, gc, bc, hs, cs, out, acts, rstd, lens, t, s_in, s_out
         tl.store(rstd + (t * B + row) * 2 + 1, rc)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "s_in"])
 def ln_lstm_bwd(da, dr, gh, gc, cs, acts, rstd, dout, dhc, dcc, dsum, lens, t, s_in, B, H,
                 BLOCK: tl.constexpr):
     """Writes dA_t (d xp) and dR_t (d h_{t-1}Uᵀ); the caller then adds dR_t U to dhc."""
@@ -510,7 +512,7 @@ def ln_lstm_bwd(da, dr, gh, gc, cs, acts, rstd, dout, dhc, dcc, dsum, lens, t, s
 # ---------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "ta", "s_in"])
 def nested_outer_fwd(xp, r, cs, z, acts, t, ta, s_in, B, H, BLOCK: tl.constexpr):
     """``ta`` is the slot of z and acts: t when training, else 0 (one step's worth is kept)."""
     e = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
@@ -535,7 +537,7 @@ def nested_outer_fwd(xp, r, cs, z, acts, t, ta, s_in, B, H, BLOCK: tl.constexpr)
     tl.store(a + 3 * H, o, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "ta", "s_in", "s_out"])
 def nested_inner_fwd(ri, bi, hs, cs, ks, out, acts, lens, t, ta, s_in, s_out, B, H,
                      TRAIN: tl.constexpr, BLOCK: tl.constexpr):
     e = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
@@ -572,7 +574,7 @@ def nested_inner_fwd(ri, bi, hs, cs, ks, out, acts, lens, t, ta, s_in, s_out, B,
     tl.store(out + t * B * H + e, tl.where(active, h, 0.0), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "s_in"])
 def nested_inner_bwd(dai, dao, acts, ks, dout, dhc, dcc, dkc, lens, t, s_in, B, H, BLOCK: tl.constexpr):
     """From dh_t (dhc + dout) to the inner gates' dÃ_t, and dc̃ on to the step before."""
     e = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
@@ -604,7 +606,7 @@ def nested_inner_bwd(dai, dao, acts, ks, dout, dhc, dcc, dkc, lens, t, s_in, B, 
     tl.store(dhc + e, tl.where(active, 0.0, tl.load(dhc + e, mask=m, other=0.0)), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["t", "s_in"])
 def nested_outer_bwd(da, dao, dz, acts, cs, dcc, lens, t, s_in, B, H, BLOCK: tl.constexpr):
     """From dz = dÃ_t [W̃ Ũ] to the outer gates' dA_t; dc on to the step before."""
     e = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)

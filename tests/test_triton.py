@@ -1,0 +1,134 @@
+"""seqlab's Triton kernels (``seqlab.nn._kernels.gpu``) against the reference loop.
+
+On a machine with CUDA the kernels run there (compiled, with CUDA graphs)
+and are compared with the reference loop on the CPU.  Without CUDA,
+``conftest.py`` sets ``TRITON_INTERPRET=1`` and the same kernels run on CPU
+tensors through Triton's interpreter: every line of kernel code is checked
+either way, only the compiler differs.
+"""
+
+import pytest
+import torch
+
+from seqlab.errors import SeqlabError
+from seqlab.nn import CELLS, Recurrent
+from seqlab.nn._kernels import gpu
+
+pytest.importorskip("triton")
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+TRITON = [name for name, cls in CELLS.items() if gpu.supports(cls)]
+
+
+def _as_tuple(state):
+    return (state,) if isinstance(state, torch.Tensor) else tuple(state)
+
+
+def _run(layer, x, state0, lengths):
+    """Outputs, final state and every gradient of a weighted loss over all of them, on the CPU."""
+    layer.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    state0 = tuple(s.clone().requires_grad_(True) for s in state0)
+    out, final = layer(x, state0[0] if len(state0) == 1 else state0, lengths=lengths)
+    final = _as_tuple(final)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view_as(out)
+    loss = (out * weights).sum() + sum((k + 1) * (f * f).sum() for k, f in enumerate(final))
+    loss.backward()
+    leaves = [x, *state0, *layer.parameters()]
+    # SRU's h_0 reaches no output: no gradient in the reference loop, a zero one from the kernels.
+    return [v.cpu() for v in [out, *final, *(torch.zeros_like(v) if v.grad is None else v.grad for v in leaves)]]
+
+
+def _compare(name, dtype, num_layers=2, bidirectional=True, input_size=5, hidden=6, T=5, lengths=(5, 2, 4),
+             **options):
+    torch.manual_seed(0)
+    kw = dict(bidirectional=bidirectional, **options)
+    ref = Recurrent(name, input_size, hidden, num_layers, impl="reference", **kw).to(dtype)
+    with torch.no_grad():  # away from the init, where peepholes and biases are 0
+        for p in ref.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    tri = Recurrent(name, input_size, hidden, num_layers, impl="triton", **kw).to(DEVICE, dtype)
+    tri.load_state_dict(ref.state_dict())
+    B = len(lengths)
+    x = torch.randn(T, B, input_size, dtype=dtype)
+    state0 = tuple(torch.randn(ref.num_layers * ref.num_directions, B, hidden, dtype=dtype)
+                   for _ in range(ref.state_size))
+    lengths = torch.tensor(lengths)
+    want = _run(ref, x, state0, lengths)
+    got = _run(tri, x.to(DEVICE), tuple(s.to(DEVICE) for s in state0), lengths)
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-5)
+    for k, (a, b) in enumerate(zip(want, got)):
+        torch.testing.assert_close(b, a, **tol, msg=lambda m: f"{name}, tensor {k}: {m}")
+    with torch.no_grad():  # the inference path (no saved activations) gives the same output
+        out, _ = tri(x.to(DEVICE), tuple(s.to(DEVICE) for s in state0)[0] if ref.state_size == 1 else
+                     tuple(s.to(DEVICE) for s in state0), lengths=lengths)
+    torch.testing.assert_close(out.cpu(), want[0], **tol)
+
+
+@pytest.mark.parametrize("name", TRITON)
+def test_triton_equals_reference_two_layers_bidirectional_with_lengths(name):
+    _compare(name, torch.float64)
+
+
+@pytest.mark.parametrize("name", TRITON)
+def test_triton_equals_reference_float32_batch_over_one_tile(name):
+    # 17 rows and 40 units: two row tiles and a partial unit tile; one layer, forward only.
+    _compare(name, torch.float32, num_layers=1, bidirectional=False, hidden=40, T=4,
+             lengths=tuple(range(4, 0, -1)) * 4 + (3,))
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("peephole", dict(peepholes="fo")), ("janet", dict(beta=0.3)), ("sru", dict(activation="tanh"))],
+    ids=["peephole-fo", "janet-beta", "sru-tanh"],
+)
+def test_triton_equals_reference_with_options(name, options):
+    _compare(name, torch.float64, num_layers=1, **options)
+
+
+def test_triton_sru_with_plain_highway():
+    # input_size == hidden_size: the highway term is x itself, appended by SRUCell.project.
+    _compare("sru", torch.float64, num_layers=2, input_size=6, hidden=6)
+
+
+@pytest.mark.parametrize("name", TRITON)
+def test_gradcheck_triton(name):
+    torch.manual_seed(1)
+    layer = Recurrent(name, 3, 4, impl="triton", bidirectional=True).to(DEVICE, torch.float64)
+    x = torch.randn(3, 2, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    h0 = torch.randn(2, 2, 4, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    rest = tuple(torch.randn(2, 2, 4, dtype=torch.float64, device=DEVICE) for _ in range(layer.state_size - 1))
+    lengths = torch.tensor([3, 2])
+
+    def f(x, h0):
+        out, final = layer(x, (h0, *rest) if rest else h0, lengths=lengths)
+        return out, *_as_tuple(final)
+
+    assert torch.autograd.gradcheck(f, (x, h0), fast_mode=True)
+
+
+def test_repeated_calls_take_each_calls_inputs():
+    # On CUDA the loops are replayed from recorded graphs: a second call with the same shapes
+    # must see its own input, lengths and weights.
+    torch.manual_seed(2)
+    ref = Recurrent("cifg", 3, 4, impl="reference").double()
+    tri = Recurrent("cifg", 3, 4, impl="triton").to(DEVICE, torch.float64)
+    for lengths in ([4, 1], [2, 3]):
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        tri.load_state_dict(ref.state_dict())
+        x = torch.randn(4, 2, 3, dtype=torch.float64)
+        want = _run(ref, x, (torch.zeros(1, 2, 4, dtype=torch.float64),) * 2, torch.tensor(lengths))
+        got = _run(tri, x.to(DEVICE), (torch.zeros(1, 2, 4, dtype=torch.float64, device=DEVICE),) * 2,
+                   torch.tensor(lengths))
+        for a, b in zip(want, got):
+            torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_triton_impl_needs_a_cell_with_kernels_and_a_float_input():
+    with pytest.raises(ValueError, match="impl='triton' needs a cell with Triton kernels"):
+        Recurrent("gru", 3, 4, impl="triton")
+    layer = Recurrent("janet", 3, 4, impl="triton").to(DEVICE, torch.bfloat16)
+    with pytest.raises(SeqlabError, match="float32/float64"):
+        layer(torch.randn(2, 1, 3, dtype=torch.bfloat16, device=DEVICE))
