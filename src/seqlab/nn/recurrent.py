@@ -277,9 +277,32 @@ class Recurrent(nn.Module):
     def _flat_weights(self) -> list[Tensor]:
         return [p for c in self.cells for p in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
 
+    def _flatten_for_cudnn(self, weights: list[Tensor]) -> None:
+        """Lay the weights out in one chunk, as ``torch.nn.LSTM`` does; otherwise cuDNN copies them at every call.
+
+        Done again whenever the weights have moved (``.to()``, a new device);
+        the parameters stay the same objects, so optimizers keep them.
+        """
+        first = weights[0]
+        ptrs = tuple(w.data_ptr() for w in weights)
+        if ptrs == getattr(self, "_cudnn_ptrs", None):
+            return
+        usable = (first.is_cuda and torch.backends.cudnn.is_acceptable(first) and torch._use_cudnn_rnn_flatten_weight()
+                  and len(set(ptrs)) == len(ptrs) and all(w.dtype == first.dtype for w in weights))
+        if usable:
+            import torch.backends.cudnn.rnn as cudnn_rnn
+
+            mode = cudnn_rnn.get_cudnn_mode(CELLS[self.cell].native.upper())
+            with torch.cuda.device_of(first), torch.no_grad():
+                torch._cudnn_rnn_flatten_weight(weights, 4, self.input_size, mode, self.hidden_size, 0,
+                                                self.num_layers, False, self.bidirectional)
+        self._cudnn_ptrs = tuple(w.data_ptr() for w in weights)
+
     def _forward_native(self, x: Tensor, states, lengths):
         """(T, B, I) -> (T, B, D*H) through ``torch._VF.<lstm|gru|rnn_*>`` on our own parameters."""
         kernel = getattr(torch._VF, CELLS[self.cell].native)
+        if x.is_cuda:
+            self._flatten_for_cudnn(self._flat_weights())
         T, B = x.shape[:2]
         if states is None:
             zeros = x.new_zeros(self.num_layers * self.num_directions, B, self.hidden_size)

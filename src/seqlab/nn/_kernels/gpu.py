@@ -181,6 +181,7 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
         acts = xp.new_empty(T if train else 1, B, _ACTS[kind] * H)
         BH = _tile(B, H)
         grid = (triton_cdiv(B, BB), triton_cdiv(H, BH))
+        beta = xp.new_full((1,), options[0]) if kind == "janet" else None  # in xp's precision, not a float32 scalar
         for t in st.order:
             args = dict(t=t, s_in=st.s_in(t), s_out=st.s_out(t), B=B, H=H, TRAIN=train, BB=BB, BH=BH, BK=BK)
             if kind == "peephole":
@@ -188,7 +189,7 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
             elif kind == "cifg":
                 tk.cifg_fwd[grid](xp, ut, S[0], S[1], out, acts, lens, **args)
             else:
-                tk.janet_fwd[grid](xp, ut, S[0], out, acts, lens, beta=options[0], **args)
+                tk.janet_fwd[grid](xp, ut, S[0], out, acts, lens, beta=beta, **args)
         saved["acts"] = acts
     elif kind == "sru":
         final_h, final_c = S[0][st.last], S[1][st.last]

@@ -215,7 +215,7 @@ def cifg_bwd(da, u, cs, acts, dout, dhc, dcc, lens, t, t_prev, s_in, B, H,
 
 
 # ---------------------------------------------------------------------------
-# JANET: gates s, c; h = c_t = σ(s) c_{t-1} + (1 - σ(s - β)) tanh(a_c).
+# JANET: gates s, c; h = c_t = σ(s) c_{t-1} + (1 - σ(s - β)) tanh(a_c); β is a 1-element tensor.
 # acts (T, B, 3H) = σ(s), σ(s - β), tanh(a_c).
 # ---------------------------------------------------------------------------
 
@@ -233,7 +233,7 @@ def janet_fwd(xp, ut, hs, out, acts, lens, t, s_in, s_out, B, H, beta,
     a_c = tl.load(x + H, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, H, rows, cols, B, H, H, BB, BH, BK)
     h_prev = tl.load(hs + (s_in * B + rows[:, None]) * H + cols[None, :], mask=m, other=0.0)
     f = _sigmoid(a_s)
-    v = _sigmoid(a_s - beta)
+    v = _sigmoid(a_s - tl.load(beta))
     g = _tanh(a_c)
     h = f * h_prev + (1.0 - v) * g
     active = (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
