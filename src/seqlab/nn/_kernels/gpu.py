@@ -79,8 +79,9 @@ def graphs_enabled() -> bool:
     return os.environ.get(GRAPHS_ENV, "1").strip() not in ("0", "")
 
 
-def _graphs(x: Tensor) -> bool:
-    return x.is_cuda and graphs_enabled()
+def _graphs(x: Tensor, kind: str) -> bool:
+    # SRU's loop is one launch each way: a graph would only add its copies.
+    return x.is_cuda and kind != "sru" and graphs_enabled()
 
 
 # --------------------------------------------------------------------------- specs
@@ -151,13 +152,29 @@ def _state_buffer(init: Tensor, st: _Steps) -> Tensor:
     return buffer
 
 
-def _tile(B: int, H: int) -> int:
-    """Units per gated-cell tile: 32, or 16 where that leaves under 64 tiles to spread over the GPU."""
-    return 32 if triton_cdiv(B, BB) * triton_cdiv(H, 32) >= 64 else 16
+# Tile widths of the gated cells' step kernels, (units, reduction depth), by (B, H); TILES, when set,
+# overrides them (for tile sweeps, see benchmarks/gpu_check.sh).
+TILES: tuple[int, int] | None = None
+
+
+def _tile(B: int, H: int) -> tuple[int, int]:
+    """Units per gated-cell tile: 32, or 16 where that leaves under 64 tiles to spread over the GPU;
+    and the depth of each ``tl.dot`` over the hidden units."""
+    if TILES is not None:
+        return TILES
+    BH = 32 if triton_cdiv(B, BB) * triton_cdiv(H, 32) >= 64 else 16
+    return BH, BK
 
 
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _mm(a: Tensor, w: Tensor, c: Tensor, accumulate: bool = False) -> None:
+    """``c = a w`` (``+=`` with ``accumulate``) for a step's few rows, on contiguous 2-D tensors."""
+    (M, K), N = a.shape, w.shape[1]
+    BH = 32 if triton_cdiv(M, BB) * triton_cdiv(N, 32) >= 64 else 16
+    load().step_mm[(triton_cdiv(M, BB), triton_cdiv(N, BH))](a, w, c, M, K, N, ACC=accumulate, BB=BB, BH=BH, BK=BK)
 
 
 def _pow2(n: int) -> int:
@@ -173,17 +190,18 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
     tk = load()
     T, B, G = xp.shape
     H = state[0].shape[1]
-    S = [_state_buffer(s, st) for s in state]
+    # SRU keeps its state in registers: (T + 1) slots only for the final one.
+    S = [_state_buffer(s, st) if kind != "sru" else s.new_empty(1, B, H).expand(st.T + 1, B, H) for s in state]
     out = xp.new_empty(T, B, H)
     saved: dict[str, Tensor] = {}
     if kind in _ACTS:
         ut = params[0].t().contiguous()  # (H, G): a tile reads its gates' columns contiguously
         acts = xp.new_empty(T if train else 1, B, _ACTS[kind] * H)
-        BH = _tile(B, H)
+        BH, BKH = _tile(B, H)
         grid = (triton_cdiv(B, BB), triton_cdiv(H, BH))
         beta = xp.new_full((1,), options[0]) if kind == "janet" else None  # in xp's precision, not a float32 scalar
         for t in st.order:
-            args = dict(t=t, s_in=st.s_in(t), s_out=st.s_out(t), B=B, H=H, TRAIN=train, BB=BB, BH=BH, BK=BK)
+            args = dict(t=t, s_in=st.s_in(t), s_out=st.s_out(t), B=B, H=H, TRAIN=train, BB=BB, BH=BH, BK=BKH)
             if kind == "peephole":
                 tk.peephole_fwd[grid](xp, ut, params[1], S[0], S[1], out, acts, lens, **args)
             elif kind == "cifg":
@@ -200,25 +218,27 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
         saved["cs"] = cs
     elif kind == "ln_lstm":
         U, gh, gc, bc = params
+        ut = U.t().contiguous()
         r = xp.new_empty(B, G)
         acts = xp.new_empty(T if train else 1, B, 10 * H)
         rstd = xp.new_empty(T if train else 1, B, 2)
         for t in st.order:
-            torch.mm(S[0][st.s_in(t)], U.t(), out=r)
+            _mm(S[0][st.s_in(t)], ut, r)
             tk.ln_lstm_fwd[(B,)](xp, r, gh, gc, bc, S[0], S[1], out, acts, rstd, lens, t, st.s_in(t), st.s_out(t),
                                  B, H, options[0], options[1], TRAIN=train, BLOCK=_pow2(H))
         saved.update(acts=acts, rstd=rstd)
     elif kind == "nested_lstm":
         U, W, bias = params
+        ut, wt = U.t().contiguous(), W.t().contiguous()
         r, ri = xp.new_empty(B, G), xp.new_empty(B, G)
         z = xp.new_empty(T if train else 1, B, 2 * H)
         acts = xp.new_empty(T if train else 1, B, 10 * H)
         grid = (triton_cdiv(B * H, ELEMENTS),)
         for t in st.order:
             ta = t if train else 0
-            torch.mm(S[0][st.s_in(t)], U.t(), out=r)
+            _mm(S[0][st.s_in(t)], ut, r)
             tk.nested_outer_fwd[grid](xp, r, S[1], z, acts, t, ta, st.s_in(t), B, H, BLOCK=ELEMENTS)
-            torch.mm(z[ta], W.t(), out=ri)
+            _mm(z[ta], wt, ri)
             tk.nested_inner_fwd[grid](ri, bias, S[0], S[1], S[2], out, acts, lens, t, ta, st.s_in(t), st.s_out(t),
                                       B, H, TRAIN=train, BLOCK=ELEMENTS)
         saved.update(z=z, acts=acts)
@@ -247,12 +267,12 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
     dstate = [d.clone() for d in dfinal]
     H_in = st.entering(S[0]).reshape(T * B, H)
     if kind in _ACTS:
-        BH = _tile(B, H)
+        BH, BKH = _tile(B, H)
         grid = (triton_cdiv(B, BB), triton_cdiv(H, BH))
         dp = dout.new_zeros(3, B, H) if kind == "peephole" else None
         for k, t in enumerate(back):
             args = dict(t=t, t_prev=back[k - 1] if k else 0, s_in=st.s_in(t), B=B, H=H,
-                        HAS_PREV=k > 0, BB=BB, BH=BH, BK=BK)
+                        HAS_PREV=k > 0, BB=BB, BH=BH, BK=BKH)
             if kind == "peephole":
                 tk.peephole_bwd[grid](dxp, U, params[1], S[1], saved["acts"], dout, dstate[0], dstate[1], dp, lens,
                                       **args)
@@ -260,7 +280,7 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
                 tk.cifg_bwd[grid](dxp, U, S[1], saved["acts"], dout, dstate[0], dstate[1], lens, **args)
             else:
                 tk.janet_bwd[grid](dxp, U, S[0], saved["acts"], dout, dstate[0], lens, **args)
-        dstate[0].addmm_(dxp[back[-1]], U)  # what the last step's dA adds to dh_0
+        _mm(dxp[back[-1]], U, dstate[0], accumulate=True)  # what the last step's dA adds to dh_0
         dU = dxp.view(T * B, G).t().mm(H_in)
         extra = [dp.sum(1)] if kind == "peephole" else []
         return dxp, dstate, [dU, *extra]
@@ -271,7 +291,7 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
         for t in back:
             tk.ln_lstm_bwd[(B,)](dxp, dr, gh, gc, S[1], saved["acts"], saved["rstd"], dout, dstate[0], dstate[1],
                                  dsum, lens, t, st.s_in(t), B, H, BLOCK=_pow2(H))
-            dstate[0].addmm_(dr[t], U)
+            _mm(dr[t], U, dstate[0], accumulate=True)
         dU = dr.view(T * B, G).t().mm(H_in)
         sums = dsum.sum(0)
         return dxp, dstate, [dU, sums[:G], sums[G : G + H], sums[G + H :]]
@@ -283,10 +303,10 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
     for t in back:
         tk.nested_inner_bwd[grid](dai, dao, saved["acts"], S[2], dout, dstate[0], dstate[1], dstate[2], lens, t,
                                   st.s_in(t), B, H, BLOCK=ELEMENTS)
-        torch.mm(dai[t], W, out=dz)
+        _mm(dai[t], W, dz)
         tk.nested_outer_bwd[grid](dxp, dao, dz, saved["acts"], S[1], dstate[1], lens, t, st.s_in(t), B, H,
                                   BLOCK=ELEMENTS)
-        dstate[0].addmm_(dxp[t], U)
+        _mm(dxp[t], U, dstate[0], accumulate=True)
     dU = dxp.view(T * B, G).t().mm(H_in)
     dW = dai.view(T * B, G).t().mm(saved["z"].view(T * B, 2 * H))
     return dxp, dstate, [dU, dW, dai.sum((0, 1))]
@@ -365,7 +385,7 @@ class _GpuRecurrence(torch.autograd.Function):
             return _forward(kind, xp, list(tensors[:num_states]), list(tensors[num_states:]), lens, st, options, True)
 
         inputs = [xp, lens, *state, *params]
-        if _graphs(xp):
+        if _graphs(xp, kind):
             out, S, saved = _GRAPHS.run(_key("fwd", kind, reverse, *inputs, *options), run, inputs)
         else:
             out, S, saved = run(*inputs)
@@ -389,11 +409,17 @@ class _GpuRecurrence(torch.autograd.Function):
             return _backward(kind, dout, list(dfin), list(S_), saved_, xp, params_, lens, st, options)
 
         inputs = [dout, lens, xp, *dfinal, *S, *params, *saved.values()]
-        if _graphs(xp):
+        if _graphs(xp, kind):
             dxp, dstate, dparams = _GRAPHS.run(_key("bwd", kind, st.reverse, *inputs, *options), run, inputs)
         else:
             dxp, dstate, dparams = run(*inputs)
         return (None,) * 5 + (dxp, *dstate, *dparams)
+
+
+@functools.lru_cache(maxsize=64)
+def _full_lengths(T: int, B: int, device: torch.device) -> Tensor:
+    """``(B,)`` lengths ``T`` (int32), made once per shape: a launch saved per call (never written to)."""
+    return torch.full((B,), T, dtype=torch.int32, device=device)
 
 
 def run_cell(cell: RecurrentCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None,
@@ -405,7 +431,7 @@ def run_cell(cell: RecurrentCell, x: Tensor, state: tuple[Tensor, ...], lengths:
     kind, params, options = _SPECS[type(cell)](cell)
     T, B = x.shape[:2]
     if lengths is None:
-        lens = torch.full((B,), T, dtype=torch.int32, device=x.device)
+        lens = _full_lengths(T, B, x.device)
     else:
         lens = lengths.to(device=x.device, dtype=torch.int32)
     xp = cell.project(x)
@@ -422,7 +448,7 @@ def run_cell(cell: RecurrentCell, x: Tensor, state: tuple[Tensor, ...], lengths:
             out, S, _ = _forward(kind, xp, list(tensors[:n]), list(tensors[n:]), lens, st, options, False)
             return out, [s[st.last] for s in S]
 
-        if _graphs(xp):
+        if _graphs(xp, kind):
             out, finals = _GRAPHS.run(_key("infer", kind, reverse, *inputs, *options), run, inputs)
         else:
             out, finals = run(*inputs)

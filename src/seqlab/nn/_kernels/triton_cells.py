@@ -13,9 +13,9 @@ cut along the GPU's grain:
   through all ``T`` steps in one launch, forward and backward.
 * the layer-normalized LSTM normalizes whole rows of ``h Uᵀ`` (``4H``) and
   of ``c`` (``H``), so one program takes one batch row; its recurrent GEMM is
-  a cuBLAS call per step.
-* the Nested LSTM runs two GEMMs per step (outer, then inner) as cuBLAS
-  calls, with one elementwise launch after each.
+  a launch of its own per step (``step_mm``).
+* the Nested LSTM runs two GEMMs per step (outer, then inner) as ``step_mm``
+  launches, with one elementwise launch after each.
 
 Buffers follow recurrence.cpp: indexed by time ``t`` (not by processing
 order).  States live in ``(T + 1, B, H)`` buffers, slot ``s_in`` holding the
@@ -56,6 +56,45 @@ def _tile_gemm(a_ptr, lda, w_ptr, ldw, w_col0, rows, cols, M, K, N,
     return acc
 
 
+@triton.jit
+def _gates_gemm(a_ptr, w_ptr, G, rows, cols, B, H, NG: tl.constexpr,
+                BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
+    """``a (B, H)`` times columns ``q H + cols`` of ``w (H, G)`` for the ``NG`` gates q at once,
+    so that each piece of ``a`` is loaded once for all of them; unused accumulators stay 0."""
+    acc0 = tl.zeros((BB, BH), dtype=a_ptr.dtype.element_ty)
+    acc1 = tl.zeros((BB, BH), dtype=a_ptr.dtype.element_ty)
+    acc2 = tl.zeros((BB, BH), dtype=a_ptr.dtype.element_ty)
+    acc3 = tl.zeros((BB, BH), dtype=a_ptr.dtype.element_ty)
+    for k0 in range(0, H, BK):
+        ks = k0 + tl.arange(0, BK)
+        a = tl.load(a_ptr + rows[:, None] * H + ks[None, :], mask=(rows[:, None] < B) & (ks[None, :] < H), other=0.0)
+        wp = w_ptr + ks[:, None] * G + cols[None, :]
+        wm = (ks[:, None] < H) & (cols[None, :] < H)
+        acc0 += tl.dot(a, tl.load(wp, mask=wm, other=0.0), input_precision="ieee")
+        if NG > 1:
+            acc1 += tl.dot(a, tl.load(wp + H, mask=wm, other=0.0), input_precision="ieee")
+        if NG > 2:
+            acc2 += tl.dot(a, tl.load(wp + 2 * H, mask=wm, other=0.0), input_precision="ieee")
+        if NG > 3:
+            acc3 += tl.dot(a, tl.load(wp + 3 * H, mask=wm, other=0.0), input_precision="ieee")
+    return acc0, acc1, acc2, acc3
+
+
+@triton.jit
+def step_mm(a, w, c, M, K, N, ACC: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
+    """``c (M, N) = a (M, K) w (K, N)``, or ``+=`` with ``ACC``: the per-step GEMM of the cells whose
+    gate math needs whole rows.  cuBLAS runs these few-row products as one long K loop in one
+    thread block (about 20-50 us each on an H200, measured); tiles over rows and columns take a few."""
+    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
+    cols = tl.program_id(1) * BH + tl.arange(0, BH)
+    acc = _tile_gemm(a, K, w, N, 0, rows, cols, M, K, N, BB, BH, BK)
+    m = (rows[:, None] < M) & (cols[None, :] < N)
+    p = c + rows[:, None] * N + cols[None, :]
+    if ACC:
+        acc += tl.load(p, mask=m, other=0.0)
+    tl.store(p, acc, mask=m)
+
+
 # ---------------------------------------------------------------------------
 # Peephole LSTM; the plain LSTM is p = 0.  Gates i, f, g, o; p (3, H) rows p_i, p_f, p_o.
 # acts (T, B, 5H) = i, f, g, o, tanh(c_t).  dp (3, B, H): per-element sums over t.
@@ -71,10 +110,11 @@ def peephole_fwd(xp, ut, p, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
     G = 4 * H
     h_in = hs + s_in * B * H
     x = xp + (t * B + rows[:, None]) * G + cols[None, :]
-    a_i = tl.load(x, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, 0, rows, cols, B, H, H, BB, BH, BK)
-    a_f = tl.load(x + H, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, H, rows, cols, B, H, H, BB, BH, BK)
-    a_g = tl.load(x + 2 * H, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, 2 * H, rows, cols, B, H, H, BB, BH, BK)
-    a_o = tl.load(x + 3 * H, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, 3 * H, rows, cols, B, H, H, BB, BH, BK)
+    r_i, r_f, r_g, r_o = _gates_gemm(h_in, ut, G, rows, cols, B, H, 4, BB, BH, BK)
+    a_i = tl.load(x, mask=m, other=0.0) + r_i
+    a_f = tl.load(x + H, mask=m, other=0.0) + r_f
+    a_g = tl.load(x + 2 * H, mask=m, other=0.0) + r_g
+    a_o = tl.load(x + 3 * H, mask=m, other=0.0) + r_o
     p_i = tl.load(p + cols, mask=cols < H, other=0.0)[None, :]
     p_f = tl.load(p + H + cols, mask=cols < H, other=0.0)[None, :]
     p_o = tl.load(p + 2 * H + cols, mask=cols < H, other=0.0)[None, :]
@@ -160,9 +200,10 @@ def cifg_fwd(xp, ut, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
     G = 3 * H
     h_in = hs + s_in * B * H
     x = xp + (t * B + rows[:, None]) * G + cols[None, :]
-    a_i = tl.load(x, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, 0, rows, cols, B, H, H, BB, BH, BK)
-    a_g = tl.load(x + H, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, H, rows, cols, B, H, H, BB, BH, BK)
-    a_o = tl.load(x + 2 * H, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, 2 * H, rows, cols, B, H, H, BB, BH, BK)
+    r_i, r_g, r_o, _ = _gates_gemm(h_in, ut, G, rows, cols, B, H, 3, BB, BH, BK)
+    a_i = tl.load(x, mask=m, other=0.0) + r_i
+    a_g = tl.load(x + H, mask=m, other=0.0) + r_g
+    a_o = tl.load(x + 2 * H, mask=m, other=0.0) + r_o
     here = (s_in * B + rows[:, None]) * H + cols[None, :]
     there = (s_out * B + rows[:, None]) * H + cols[None, :]
     h_prev = tl.load(hs + here, mask=m, other=0.0)
@@ -229,8 +270,9 @@ def janet_fwd(xp, ut, hs, out, acts, lens, t, s_in, s_out, B, H, beta,
     G = 2 * H
     h_in = hs + s_in * B * H
     x = xp + (t * B + rows[:, None]) * G + cols[None, :]
-    a_s = tl.load(x, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, 0, rows, cols, B, H, H, BB, BH, BK)
-    a_c = tl.load(x + H, mask=m, other=0.0) + _tile_gemm(h_in, H, ut, G, H, rows, cols, B, H, H, BB, BH, BK)
+    r_s, r_c, _, _ = _gates_gemm(h_in, ut, G, rows, cols, B, H, 2, BB, BH, BK)
+    a_s = tl.load(x, mask=m, other=0.0) + r_s
+    a_c = tl.load(x + H, mask=m, other=0.0) + r_c
     h_prev = tl.load(hs + (s_in * B + rows[:, None]) * H + cols[None, :], mask=m, other=0.0)
     f = _sigmoid(a_s)
     v = _sigmoid(a_s - tl.load(beta))
