@@ -9,7 +9,9 @@ once; the graphs-off rows give per-kernel times.
 Usage (from the repo root, on a machine with CUDA and Triton):
     python benchmarks/gpu_profile.py docs/results/cells_cuda_profile.txt
 """
-import os, sys, time
+import os
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -18,46 +20,54 @@ from torch.profiler import profile, ProfilerActivity
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from seqlab.nn import Recurrent  # noqa: E402
 
-S1, S3 = (50, 32, 256, 256), (200, 16, 128, 128)
-out = open(sys.argv[1], "w")
+from gpu_sweep import S1, S3, step_fn  # noqa: E402  (this folder is on sys.path when run as a script)
 
-def case(name, shape, graphs=True, n=10, train=True):
+CASES = [  # (cell or "torch" for torch.nn.LSTM, shape, CUDA graphs, training)
+    ("torch", S3, True, True), ("peephole", S3, True, True), ("peephole", S3, False, True),
+    ("ln_lstm", S3, True, True), ("ln_lstm", S3, False, True), ("nested_lstm", S3, True, True),
+    ("sru", S1, True, True), ("sru", S1, False, True), ("torch", S1, True, True), ("sru", S3, True, True),
+    ("sru", S1, True, False), ("ln_lstm", S3, True, False),
+]
+
+
+def case(out, name, shape, graphs, train, n=10):
     os.environ["SEQLAB_CUDA_GRAPHS"] = "1" if graphs else "0"
     T, B, I, H = shape
     torch.manual_seed(0)
-    m = (torch.nn.LSTM(I, H) if name == "torch" else Recurrent(name, I, H)).cuda()
+    model = (torch.nn.LSTM(I, H) if name == "torch" else Recurrent(name, I, H)).cuda()
     x = torch.randn(T, B, I, device="cuda", requires_grad=True)
-    g = torch.randn(T, B, H, device="cuda")
-    def step():
-        if train:
-            y, _ = m(x); y.backward(g)
-        else:
-            with torch.no_grad():
-                m(x)
+    step = step_fn(model, x, torch.randn(T, B, H, device="cuda"), train)
     for _ in range(3):
         step()
     torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     for _ in range(n):
         step()
     torch.cuda.synchronize()
-    wall = (time.perf_counter() - t0) / n * 1e3
+    wall = (time.perf_counter() - start) / n * 1e3
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(n):
             step()
         torch.cuda.synchronize()
-    ka = prof.key_averages()
-    gpu = sum(e.self_device_time_total for e in ka) / n / 1e3
-    cnt = sum(e.count for e in ka if e.self_device_time_total > 0) / n
-    line = f"== {name} {shape} graphs={graphs} train={train}: wall {wall:.3f} ms/iter, GPU kernels {gpu:.3f} ms/iter, {cnt:.0f} GPU events/iter"
+    averages = prof.key_averages()
+    gpu_ms = sum(e.self_device_time_total for e in averages) / n / 1e3
+    events = sum(e.count for e in averages if e.self_device_time_total > 0) / n
+    line = (f"== {name} {shape} graphs={graphs} train={train}: wall {wall:.3f} ms/iter, "
+            f"GPU kernels {gpu_ms:.3f} ms/iter, {events:.0f} GPU events/iter")
     print(line, flush=True)
-    out.write(line + "\n" + ka.table(sort_by="self_device_time_total", row_limit=14, max_name_column_width=60) + "\n")
+    table = averages.table(sort_by="self_device_time_total", row_limit=14, max_name_column_width=60)
+    out.write(line + "\n" + table + "\n")
     out.flush()
 
-for args in [("torch", S3), ("peephole", S3), ("peephole", S3, False), ("ln_lstm", S3), ("ln_lstm", S3, False),
-             ("nested_lstm", S3), ("sru", S1), ("sru", S1, False), ("torch", S1), ("sru", S3),
-             ("sru", S1, True, 10, False), ("ln_lstm", S3, True, 10, False)]:
-    try:
-        case(*args)
-    except Exception as e:
-        print("FAILED", args, repr(e)[:300], flush=True)
+
+def main():
+    with open(sys.argv[1], "w") as out:
+        for args in CASES:
+            try:
+                case(out, *args)
+            except Exception as err:  # report and go on to the next case
+                print("FAILED", args, repr(err)[:300], flush=True)
+
+
+if __name__ == "__main__":
+    main()

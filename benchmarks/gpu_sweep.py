@@ -10,7 +10,8 @@ timings, not paired rounds: for choosing tiles and spotting regressions;
 Usage (from the repo root, on a machine with CUDA and Triton):
     python benchmarks/gpu_sweep.py | tee docs/results/cells_cuda_sweep.txt
 """
-import sys, time
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -19,44 +20,56 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from seqlab.nn import Recurrent  # noqa: E402
 from seqlab.nn._kernels import gpu  # noqa: E402
 
-S1, S2, S3 = (50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128)
+SHAPES = S1, S2, S3 = (50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128)
 
-def wall(m, x, g, n=20, train=True):
+
+def step_fn(model, x, g, train=True):
+    """One call of ``model``: forward and backward of ``g`` when training, else forward under no_grad."""
     def step():
         if train:
-            y, _ = m(x); y.backward(g)
+            y, _ = model(x)
+            y.backward(g)
         else:
             with torch.no_grad():
-                m(x)
+                model(x)
+    return step
+
+
+def wall(model, x, g, n=20, train=True):
+    """Median wall time of a call in ms, after 3 warm-up calls."""
+    step = step_fn(model, x, g, train)
     for _ in range(3):
         step()
     torch.cuda.synchronize()
-    ts = []
+    times = []
     for _ in range(n):
-        t0 = time.perf_counter(); step(); torch.cuda.synchronize(); ts.append(time.perf_counter() - t0)
-    ts.sort()
-    return 1e3 * ts[len(ts) // 2]
+        start = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1e3 * sorted(times)[n // 2]
 
-for shape in (S1, S2, S3):
-    T, B, I, H = shape
-    torch.manual_seed(0)
-    x = torch.randn(T, B, I, device="cuda", requires_grad=True)
-    g = torch.randn(T, B, H, device="cuda")
-    base = torch.nn.LSTM(I, H).cuda()
-    lstm = wall(base, x, g)
-    res = [f"{shape}: torch LSTM train {lstm:.2f} ms"]
-    for name in ("peephole",):
-        m = Recurrent(name, I, H).cuda()
+
+def main():
+    for shape in SHAPES:
+        T, B, I, H = shape
+        torch.manual_seed(0)
+        x = torch.randn(T, B, I, device="cuda", requires_grad=True)
+        g = torch.randn(T, B, H, device="cuda")
+        lines = [f"{shape}: torch LSTM train {wall(torch.nn.LSTM(I, H).cuda(), x, g):.2f} ms"]
+        model = Recurrent("peephole", I, H).cuda()
         for tiles in (None, (16, 64), (16, 128), (32, 64)):
             gpu.TILES = tiles
-            gpu._GRAPHS.entries.clear()
             try:
-                res.append(f"  {name} tiles={tiles}: {wall(m, x, g):.2f} ms")
-            except Exception as e:
-                res.append(f"  {name} tiles={tiles}: FAILED {repr(e)[:120]}")
+                lines.append(f"  peephole tiles={tiles}: {wall(model, x, g):.2f} ms")
+            except Exception as err:  # a tile shape the compiler refuses
+                lines.append(f"  peephole tiles={tiles}: FAILED {repr(err)[:120]}")
         gpu.TILES = None
-        gpu._GRAPHS.entries.clear()
-    for name in ("ln_lstm", "nested_lstm", "sru", "cifg"):
-        m = Recurrent(name, I, H).cuda()
-        res.append(f"  {name}: train {wall(m, x, g):.2f} ms, infer {wall(m, x, g, train=False):.2f} ms")
-    print("\n".join(res), flush=True)
+        for name in ("ln_lstm", "nested_lstm", "sru", "cifg"):
+            model = Recurrent(name, I, H).cuda()
+            lines.append(f"  {name}: train {wall(model, x, g):.2f} ms, infer {wall(model, x, g, train=False):.2f} ms")
+        print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,31 @@ if not torch.cuda.is_available():
 from seqlab.tasks.g2p import G2PConfig, G2PTask
 
 
+def as_tuple(state):
+    """A layer's state as a tuple, whether it has one tensor or several."""
+    return (state,) if isinstance(state, torch.Tensor) else tuple(state)
+
+
+def run_with_grads(layer, x, state0, lengths):
+    """Outputs, final state and every gradient of a weighted loss over all of them, on the CPU.
+
+    ``x`` and ``state0`` are copied onto a fresh graph; an input the outputs do not depend on
+    (SRU's h_0 without lengths) has no gradient in the reference loop and a zero one from the
+    kernels, so a missing gradient counts as zero.
+    """
+    layer.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    state0 = tuple(s.clone().requires_grad_(True) for s in state0)
+    out, final = layer(x, state0[0] if len(state0) == 1 else state0, lengths=lengths)
+    final = as_tuple(final)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view_as(out)
+    loss = (out * weights).sum() + sum((k + 1) * f.sum() for k, f in enumerate(final))
+    loss.backward()
+    leaves = [x, *state0, *layer.parameters()]
+    grads = [torch.zeros_like(v) if v.grad is None else v.grad for v in leaves]
+    return [v.cpu() for v in [out, *final, *grads]]
+
+
 def synthetic_g2p(n_train: int = 300, seed: int = 0) -> dict[str, list]:
     """A tiny lexicon with a learnable rule: each letter is one phone, read backwards."""
     rng = random.Random(seed)

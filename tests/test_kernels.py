@@ -17,16 +17,14 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from conftest import as_tuple as _as_tuple
+from conftest import run_with_grads as _run
 from seqlab.errors import SeqlabError
 from seqlab.nn import CELLS, Recurrent, _kernels
 from seqlab.nn._kernels import build
 
 FUSED = [name for name, cls in CELLS.items() if _kernels.supports(cls)]
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _as_tuple(state):
-    return (state,) if isinstance(state, torch.Tensor) else tuple(state)
 
 
 def _pair(name, dtype, num_layers=2, bidirectional=True, input_size=3, **options):
@@ -37,23 +35,6 @@ def _pair(name, dtype, num_layers=2, bidirectional=True, input_size=3, **options
     fused = Recurrent(name, input_size, 4, num_layers, impl="fused", **kw).to(dtype)
     fused.load_state_dict(ref.state_dict())
     return ref, fused
-
-
-def _run(layer, x, state0, lengths):
-    """Outputs, final state and every gradient of a weighted loss over all of them."""
-    layer.zero_grad(set_to_none=True)
-    x = x.clone().requires_grad_(True)
-    state0 = tuple(s.clone().requires_grad_(True) for s in state0)
-    out, final = layer(x, state0[0] if len(state0) == 1 else state0, lengths=lengths)
-    final = _as_tuple(final)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
-    loss = (out * weights).sum() + sum((k + 1) * f.sum() for k, f in enumerate(final))
-    loss.backward()
-    grads = [x.grad, *(s.grad for s in state0), *(p.grad for p in layer.parameters())]
-    # An input the outputs do not depend on (SRU's h_0 without lengths) has no gradient in the
-    # reference loop and a zero one from the kernels.
-    leaves = [x, *state0, *layer.parameters()]
-    return [out, *final, *(torch.zeros_like(v) if g is None else g for g, v in zip(grads, leaves))]
 
 
 def _compare(name, dtype, num_layers, bidirectional, lengths, input_size=3, **options):

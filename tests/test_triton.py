@@ -10,6 +10,8 @@ either way, only the compiler differs.
 import pytest
 import torch
 
+from conftest import as_tuple as _as_tuple
+from conftest import run_with_grads as _run
 from seqlab.errors import SeqlabError
 from seqlab.nn import CELLS, Recurrent
 from seqlab.nn._kernels import gpu
@@ -18,25 +20,6 @@ pytest.importorskip("triton")
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON = [name for name, cls in CELLS.items() if gpu.supports(cls)]
-
-
-def _as_tuple(state):
-    return (state,) if isinstance(state, torch.Tensor) else tuple(state)
-
-
-def _run(layer, x, state0, lengths):
-    """Outputs, final state and every gradient of a weighted loss over all of them, on the CPU."""
-    layer.zero_grad(set_to_none=True)
-    x = x.clone().requires_grad_(True)
-    state0 = tuple(s.clone().requires_grad_(True) for s in state0)
-    out, final = layer(x, state0[0] if len(state0) == 1 else state0, lengths=lengths)
-    final = _as_tuple(final)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view_as(out)
-    loss = (out * weights).sum() + sum((k + 1) * (f * f).sum() for k, f in enumerate(final))
-    loss.backward()
-    leaves = [x, *state0, *layer.parameters()]
-    # SRU's h_0 reaches no output: no gradient in the reference loop, a zero one from the kernels.
-    return [v.cpu() for v in [out, *final, *(torch.zeros_like(v) if v.grad is None else v.grad for v in leaves)]]
 
 
 def _compare(name, dtype, num_layers=2, bidirectional=True, input_size=5, hidden=6, T=5, lengths=(5, 2, 4),

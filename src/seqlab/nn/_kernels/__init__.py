@@ -11,6 +11,9 @@ folder (``build.cache_dir()``).  Without a compiler, or with
 ``SEQLAB_NO_KERNELS=1``, :func:`load` returns ``None`` after a one-line
 notice and the layers run the PyTorch reference loop, which is also what
 the tests compare the kernels with.
+
+On CUDA the same cells run the Triton kernels of :mod:`.gpu` (optional:
+without Triton they run the reference loop too).
 """
 
 from .build import load

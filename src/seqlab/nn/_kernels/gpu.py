@@ -153,7 +153,7 @@ def _state_buffer(init: Tensor, st: _Steps) -> Tensor:
 
 
 # Tile widths of the gated cells' step kernels, (units, reduction depth), by (B, H); TILES, when set,
-# overrides them (for tile sweeps, see benchmarks/gpu_check.sh).
+# overrides them (benchmarks/gpu_sweep.py sweeps it).
 TILES: tuple[int, int] | None = None
 
 
@@ -162,19 +162,19 @@ def _tile(B: int, H: int) -> tuple[int, int]:
     and the depth of each ``tl.dot`` over the hidden units."""
     if TILES is not None:
         return TILES
-    BH = 32 if triton_cdiv(B, BB) * triton_cdiv(H, 32) >= 64 else 16
+    BH = 32 if _cdiv(B, BB) * _cdiv(H, 32) >= 64 else 16
     return BH, BK
 
 
-def triton_cdiv(a: int, b: int) -> int:
+def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
 def _mm(a: Tensor, w: Tensor, c: Tensor, accumulate: bool = False) -> None:
     """``c = a w`` (``+=`` with ``accumulate``) for a step's few rows, on contiguous 2-D tensors."""
     (M, K), N = a.shape, w.shape[1]
-    BH = 32 if triton_cdiv(M, BB) * triton_cdiv(N, 32) >= 64 else 16
-    load().step_mm[(triton_cdiv(M, BB), triton_cdiv(N, BH))](a, w, c, M, K, N, ACC=accumulate, BB=BB, BH=BH, BK=BK)
+    BH = 32 if _cdiv(M, BB) * _cdiv(N, 32) >= 64 else 16
+    load().step_mm[(_cdiv(M, BB), _cdiv(N, BH))](a, w, c, M, K, N, ACC=accumulate, BB=BB, BH=BH, BK=BK)
 
 
 def _pow2(n: int) -> int:
@@ -198,7 +198,7 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
         ut = params[0].t().contiguous()  # (H, G): a tile reads its gates' columns contiguously
         acts = xp.new_empty(T if train else 1, B, _ACTS[kind] * H)
         BH, BKH = _tile(B, H)
-        grid = (triton_cdiv(B, BB), triton_cdiv(H, BH))
+        grid = (_cdiv(B, BB), _cdiv(H, BH))
         beta = xp.new_full((1,), options[0]) if kind == "janet" else None  # in xp's precision, not a float32 scalar
         for t in st.order:
             args = dict(t=t, s_in=st.s_in(t), s_out=st.s_out(t), B=B, H=H, TRAIN=train, BB=BB, BH=BH, BK=BKH)
@@ -212,7 +212,7 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
     elif kind == "sru":
         final_h, final_c = S[0][st.last], S[1][st.last]
         cs = xp.new_empty(T if train else 1, B, H)
-        tk.sru_fwd[(triton_cdiv(B * H, ELEMENTS),)](
+        tk.sru_fwd[(_cdiv(B * H, ELEMENTS),)](
             xp, params[0], params[1], state[0], state[1], out, final_h, final_c, cs, lens, T, B, H,
             REVERSE=st.reverse, TANH=options[0] > 0, TRAIN=train, BLOCK=ELEMENTS)
         saved["cs"] = cs
@@ -233,7 +233,7 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
         r, ri = xp.new_empty(B, G), xp.new_empty(B, G)
         z = xp.new_empty(T if train else 1, B, 2 * H)
         acts = xp.new_empty(T if train else 1, B, 10 * H)
-        grid = (triton_cdiv(B * H, ELEMENTS),)
+        grid = (_cdiv(B * H, ELEMENTS),)
         for t in st.order:
             ta = t if train else 0
             _mm(S[0][st.s_in(t)], ut, r)
@@ -258,7 +258,7 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
     if kind == "sru":
         dh0, dc0 = dout.new_empty(B, H), dout.new_empty(B, H)
         dvb = dout.new_empty(4, B, H)
-        tk.sru_bwd[(triton_cdiv(B * H, ELEMENTS),)](
+        tk.sru_bwd[(_cdiv(B * H, ELEMENTS),)](
             xp, params[0], params[1], saved["cs"], dout, dfinal[0], dfinal[1], dxp, dh0, dc0, dvb, lens, T, B, H,
             REVERSE=st.reverse, TANH=options[0] > 0, BLOCK=ELEMENTS)
         sums = dvb.sum(1)  # (4, H): dv_f, dv_r, db_f, db_r
@@ -268,7 +268,7 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
     H_in = st.entering(S[0]).reshape(T * B, H)
     if kind in _ACTS:
         BH, BKH = _tile(B, H)
-        grid = (triton_cdiv(B, BB), triton_cdiv(H, BH))
+        grid = (_cdiv(B, BB), _cdiv(H, BH))
         dp = dout.new_zeros(3, B, H) if kind == "peephole" else None
         for k, t in enumerate(back):
             args = dict(t=t, t_prev=back[k - 1] if k else 0, s_in=st.s_in(t), B=B, H=H,
@@ -299,7 +299,7 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
     _, W, _ = params
     dai = dout.new_empty(T, B, G)
     dao, dz = dout.new_empty(B, H), dout.new_empty(B, 2 * H)
-    grid = (triton_cdiv(B * H, ELEMENTS),)
+    grid = (_cdiv(B * H, ELEMENTS),)
     for t in back:
         tk.nested_inner_bwd[grid](dai, dao, saved["acts"], S[2], dout, dstate[0], dstate[1], dstate[2], lens, t,
                                   st.s_in(t), B, H, BLOCK=ELEMENTS)
@@ -366,6 +366,7 @@ _GRAPHS = _GraphCache()
 
 
 def _key(*parts) -> tuple:
+    parts = (*parts, TILES)
     return tuple((tuple(p.shape), p.dtype, str(p.device)) if isinstance(p, Tensor) else p for p in parts)
 
 

@@ -43,6 +43,31 @@ def _tanh(x):
 
 
 @triton.jit
+def _tile(B, H, BB: tl.constexpr, BH: tl.constexpr):
+    """This program's batch rows (int64) and units, and the mask of those inside (B, H)."""
+    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
+    cols = tl.program_id(1) * BH + tl.arange(0, BH)
+    return rows, cols, (rows[:, None] < B) & (cols[None, :] < H)
+
+
+@triton.jit
+def _active(lens, rows, B, t):
+    """(BB, 1): whether step t lies inside each row's sequence."""
+    return (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
+
+
+@triton.jit
+def _leave_step(hs, cs, out, lens, t, s_out, B, H, rows, cols, m, h, c, h_prev, c_prev):
+    """Store the (h, c) state leaving step t (the entering one where t is past a row's length)
+    and the output (0 there)."""
+    active = _active(lens, rows, B, t)
+    there = (s_out * B + rows[:, None]) * H + cols[None, :]
+    tl.store(hs + there, tl.where(active, h, h_prev), mask=m)
+    tl.store(cs + there, tl.where(active, c, c_prev), mask=m)
+    tl.store(out + (t * B + rows[:, None]) * H + cols[None, :], tl.where(active, h, 0.0), mask=m)
+
+
+@triton.jit
 def _tile_gemm(a_ptr, lda, w_ptr, ldw, w_col0, rows, cols, M, K, N,
                BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
     """``sum_k a[rows, k] w[k, w_col0 + cols]`` over ``k < K``: a (M, lda), w (K, ldw), cols < N."""
@@ -104,9 +129,7 @@ def step_mm(a, w, c, M, K, N, ACC: tl.constexpr, BB: tl.constexpr, BH: tl.conste
 @triton.jit(do_not_specialize=["t", "s_in", "s_out"])
 def peephole_fwd(xp, ut, p, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
                  TRAIN: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
-    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
-    cols = tl.program_id(1) * BH + tl.arange(0, BH)
-    m = (rows[:, None] < B) & (cols[None, :] < H)
+    rows, cols, m = _tile(B, H, BB, BH)
     G = 4 * H
     h_in = hs + s_in * B * H
     x = xp + (t * B + rows[:, None]) * G + cols[None, :]
@@ -119,7 +142,6 @@ def peephole_fwd(xp, ut, p, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
     p_f = tl.load(p + H + cols, mask=cols < H, other=0.0)[None, :]
     p_o = tl.load(p + 2 * H + cols, mask=cols < H, other=0.0)[None, :]
     here = (s_in * B + rows[:, None]) * H + cols[None, :]
-    there = (s_out * B + rows[:, None]) * H + cols[None, :]
     h_prev = tl.load(hs + here, mask=m, other=0.0)
     c_prev = tl.load(cs + here, mask=m, other=0.0)
     i = _sigmoid(a_i + p_i * c_prev)
@@ -129,10 +151,7 @@ def peephole_fwd(xp, ut, p, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
     o = _sigmoid(a_o + p_o * c)
     tc = _tanh(c)
     h = o * tc
-    active = (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
-    tl.store(hs + there, tl.where(active, h, h_prev), mask=m)
-    tl.store(cs + there, tl.where(active, c, c_prev), mask=m)
-    tl.store(out + (t * B + rows[:, None]) * H + cols[None, :], tl.where(active, h, 0.0), mask=m)
+    _leave_step(hs, cs, out, lens, t, s_out, B, H, rows, cols, m, h, c, h_prev, c_prev)
     if TRAIN:
         a = acts + (t * B + rows[:, None]) * (5 * H) + cols[None, :]
         tl.store(a, i, mask=m)
@@ -145,9 +164,7 @@ def peephole_fwd(xp, ut, p, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
 @triton.jit(do_not_specialize=["t", "t_prev", "s_in"])
 def peephole_bwd(da, u, p, cs, acts, dout, dhc, dcc, dp, lens, t, t_prev, s_in, B, H,
                  HAS_PREV: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
-    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
-    cols = tl.program_id(1) * BH + tl.arange(0, BH)
-    m = (rows[:, None] < B) & (cols[None, :] < H)
+    rows, cols, m = _tile(B, H, BB, BH)
     G = 4 * H
     own = rows[:, None] * H + cols[None, :]
     dh = tl.load(dhc + own, mask=m, other=0.0)
@@ -165,7 +182,7 @@ def peephole_bwd(da, u, p, cs, acts, dout, dhc, dcc, dp, lens, t, t_prev, s_in, 
     p_i = tl.load(p + cols, mask=cols < H, other=0.0)[None, :]
     p_f = tl.load(p + H + cols, mask=cols < H, other=0.0)[None, :]
     p_o = tl.load(p + 2 * H + cols, mask=cols < H, other=0.0)[None, :]
-    active = (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
+    active = _active(lens, rows, B, t)
     dh_t = dh + tl.load(dout + step, mask=m, other=0.0)
     da_o = dh_t * tc * o * (1.0 - o)
     dc = dc_in + dh_t * o * (1.0 - tc * tc) + da_o * p_o
@@ -194,9 +211,7 @@ def peephole_bwd(da, u, p, cs, acts, dout, dhc, dcc, dp, lens, t, t_prev, s_in, 
 @triton.jit(do_not_specialize=["t", "s_in", "s_out"])
 def cifg_fwd(xp, ut, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
              TRAIN: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
-    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
-    cols = tl.program_id(1) * BH + tl.arange(0, BH)
-    m = (rows[:, None] < B) & (cols[None, :] < H)
+    rows, cols, m = _tile(B, H, BB, BH)
     G = 3 * H
     h_in = hs + s_in * B * H
     x = xp + (t * B + rows[:, None]) * G + cols[None, :]
@@ -205,7 +220,6 @@ def cifg_fwd(xp, ut, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
     a_g = tl.load(x + H, mask=m, other=0.0) + r_g
     a_o = tl.load(x + 2 * H, mask=m, other=0.0) + r_o
     here = (s_in * B + rows[:, None]) * H + cols[None, :]
-    there = (s_out * B + rows[:, None]) * H + cols[None, :]
     h_prev = tl.load(hs + here, mask=m, other=0.0)
     c_prev = tl.load(cs + here, mask=m, other=0.0)
     i = _sigmoid(a_i)
@@ -214,10 +228,7 @@ def cifg_fwd(xp, ut, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
     c = c_prev + i * (g - c_prev)
     tc = _tanh(c)
     h = o * tc
-    active = (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
-    tl.store(hs + there, tl.where(active, h, h_prev), mask=m)
-    tl.store(cs + there, tl.where(active, c, c_prev), mask=m)
-    tl.store(out + (t * B + rows[:, None]) * H + cols[None, :], tl.where(active, h, 0.0), mask=m)
+    _leave_step(hs, cs, out, lens, t, s_out, B, H, rows, cols, m, h, c, h_prev, c_prev)
     if TRAIN:
         a = acts + (t * B + rows[:, None]) * (4 * H) + cols[None, :]
         tl.store(a, i, mask=m)
@@ -229,9 +240,7 @@ def cifg_fwd(xp, ut, hs, cs, out, acts, lens, t, s_in, s_out, B, H,
 @triton.jit(do_not_specialize=["t", "t_prev", "s_in"])
 def cifg_bwd(da, u, cs, acts, dout, dhc, dcc, lens, t, t_prev, s_in, B, H,
              HAS_PREV: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
-    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
-    cols = tl.program_id(1) * BH + tl.arange(0, BH)
-    m = (rows[:, None] < B) & (cols[None, :] < H)
+    rows, cols, m = _tile(B, H, BB, BH)
     G = 3 * H
     own = rows[:, None] * H + cols[None, :]
     dh = tl.load(dhc + own, mask=m, other=0.0)
@@ -244,7 +253,7 @@ def cifg_bwd(da, u, cs, acts, dout, dhc, dcc, lens, t, t_prev, s_in, B, H,
     o = tl.load(a + 2 * H, mask=m, other=0.0)
     tc = tl.load(a + 3 * H, mask=m, other=0.0)
     c_prev = tl.load(cs + (s_in * B + rows[:, None]) * H + cols[None, :], mask=m, other=0.0)
-    active = (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
+    active = _active(lens, rows, B, t)
     dh_t = dh + tl.load(dout + (t * B + rows[:, None]) * H + cols[None, :], mask=m, other=0.0)
     dc = dc_in + dh_t * o * (1.0 - tc * tc)
     d = da + (t * B + rows[:, None]) * G + cols[None, :]
@@ -264,9 +273,7 @@ def cifg_bwd(da, u, cs, acts, dout, dhc, dcc, lens, t, t_prev, s_in, B, H,
 @triton.jit(do_not_specialize=["t", "s_in", "s_out"])
 def janet_fwd(xp, ut, hs, out, acts, lens, t, s_in, s_out, B, H, beta,
               TRAIN: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
-    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
-    cols = tl.program_id(1) * BH + tl.arange(0, BH)
-    m = (rows[:, None] < B) & (cols[None, :] < H)
+    rows, cols, m = _tile(B, H, BB, BH)
     G = 2 * H
     h_in = hs + s_in * B * H
     x = xp + (t * B + rows[:, None]) * G + cols[None, :]
@@ -278,7 +285,7 @@ def janet_fwd(xp, ut, hs, out, acts, lens, t, s_in, s_out, B, H, beta,
     v = _sigmoid(a_s - tl.load(beta))
     g = _tanh(a_c)
     h = f * h_prev + (1.0 - v) * g
-    active = (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
+    active = _active(lens, rows, B, t)
     tl.store(hs + (s_out * B + rows[:, None]) * H + cols[None, :], tl.where(active, h, h_prev), mask=m)
     tl.store(out + (t * B + rows[:, None]) * H + cols[None, :], tl.where(active, h, 0.0), mask=m)
     if TRAIN:
@@ -291,9 +298,7 @@ def janet_fwd(xp, ut, hs, out, acts, lens, t, s_in, s_out, B, H, beta,
 @triton.jit(do_not_specialize=["t", "t_prev", "s_in"])
 def janet_bwd(da, u, hs, acts, dout, dhc, lens, t, t_prev, s_in, B, H,
               HAS_PREV: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
-    rows = (tl.program_id(0) * BB + tl.arange(0, BB)).to(tl.int64)
-    cols = tl.program_id(1) * BH + tl.arange(0, BH)
-    m = (rows[:, None] < B) & (cols[None, :] < H)
+    rows, cols, m = _tile(B, H, BB, BH)
     G = 2 * H
     own = rows[:, None] * H + cols[None, :]
     dh = tl.load(dhc + own, mask=m, other=0.0)
@@ -304,7 +309,7 @@ def janet_bwd(da, u, hs, acts, dout, dhc, lens, t, t_prev, s_in, B, H,
     v = tl.load(a + H, mask=m, other=0.0)
     g = tl.load(a + 2 * H, mask=m, other=0.0)
     h_prev = tl.load(hs + (s_in * B + rows[:, None]) * H + cols[None, :], mask=m, other=0.0)
-    active = (t < tl.load(lens + rows, mask=rows < B, other=0))[:, None]
+    active = _active(lens, rows, B, t)
     dc = dh + tl.load(dout + (t * B + rows[:, None]) * H + cols[None, :], mask=m, other=0.0)
     d = da + (t * B + rows[:, None]) * G + cols[None, :]
     tl.store(d, tl.where(active, dc * h_prev * f * (1.0 - f) - dc * g * v * (1.0 - v), 0.0), mask=m)
