@@ -115,3 +115,24 @@ def test_triton_impl_needs_a_cell_with_kernels_and_a_float_input():
     layer = Recurrent("janet", 3, 4, impl="triton").to(DEVICE, torch.bfloat16)
     with pytest.raises(SeqlabError, match="float32/float64"):
         layer(torch.randn(2, 1, 3, dtype=torch.bfloat16, device=DEVICE))
+
+
+def test_kernels_that_fail_on_the_device_fall_back_with_one_line_notice(monkeypatch, caplog):
+    # A GPU whose Triton cannot compile a kernel: the first use tries once, logs one line, and
+    # impl="auto" runs the reference loop there; impl="triton" says why it cannot run.
+    def broken(*args, **kwargs):
+        raise RuntimeError("PTX compile failed\nsecond line")
+
+    monkeypatch.setattr(gpu, "_forward", broken)
+    monkeypatch.setattr(gpu, "_WORKS", {})
+    with caplog.at_level("WARNING", logger="seqlab.kernels"):
+        assert not gpu.works(CELLS["cifg"], torch.float32, DEVICE)
+        assert not gpu.works(CELLS["cifg"], torch.float32, DEVICE)  # tried once
+    notices = [r.getMessage() for r in caplog.records if "Triton kernels for CIFGCell" in r.getMessage()]
+    assert len(notices) == 1 and "PTX compile failed" in notices[0] and "second line" not in notices[0]
+    layer = Recurrent("cifg", 3, 4, impl="triton").to(DEVICE)
+    with pytest.raises(SeqlabError, match="failed on this device"):
+        layer(torch.randn(2, 1, 3, device=DEVICE))
+    if DEVICE.type == "cuda":
+        out, _ = Recurrent("cifg", 3, 4).to(DEVICE)(torch.randn(2, 1, 3, device=DEVICE))
+        assert out.shape == (2, 1, 4)

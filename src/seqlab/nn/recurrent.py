@@ -222,11 +222,15 @@ class Recurrent(nn.Module):
         if self.impl == "reference" or not (_kernels.supports(cls) or gpu.supports(cls)):
             return None
         if self.impl == "triton" or x.is_cuda:
-            if gpu.supports(cls) and gpu.usable(x):
+            if gpu.supports(cls) and gpu.usable(x) and gpu.works(cls, x.dtype, x.device):
                 return gpu.run_cell
             if self.impl in ("fused", "triton"):
-                why = "Triton is not installed" if gpu.load() is None else (
-                    f"they run on non-empty float32/float64 CUDA tensors, got {x.dtype} on {x.device}")
+                if gpu.load() is None:
+                    why = "Triton is not installed"
+                elif not gpu.usable(x):
+                    why = f"they run on non-empty float32/float64 CUDA tensors, got {x.dtype} on {x.device}"
+                else:
+                    why = "they failed on this device (see the notice above)"
                 raise SeqlabError(f"impl={self.impl!r} asks for seqlab's Triton kernels, but {why}",
                                   hint="use impl='auto' to fall back to the reference loop")
             return None

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .build import _one_line
 from ..cells import (
     CIFGCell,
     JANETCell,
@@ -43,7 +44,7 @@ from ..cells import (
     SRUCell,
 )
 
-__all__ = ["load", "usable", "supports", "run_cell", "graphs_enabled", "GRAPHS_ENV"]
+__all__ = ["load", "usable", "supports", "works", "run_cell", "graphs_enabled", "GRAPHS_ENV"]
 
 GRAPHS_ENV = "SEQLAB_CUDA_GRAPHS"
 _log = logging.getLogger("seqlab.kernels")
@@ -72,6 +73,33 @@ def usable(x: Tensor) -> bool:
     """Whether the Triton kernels can run on ``x``: float32/64, non-empty, on CUDA (any device when interpreting)."""
     on_device = x.is_cuda or interpreting()
     return on_device and x.dtype in (torch.float32, torch.float64) and x.numel() > 0 and load() is not None
+
+
+_WORKS: dict[tuple, bool] = {}
+
+
+def works(cls: type[RecurrentCell], dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether ``cls``'s kernels compile and run here, tried once per cell class, dtype and device.
+
+    A tiny forward and backward runs on first use (the compile it costs is needed anyway);
+    if Triton cannot build or run them (an old GPU, a dtype its compiler refuses) one line goes
+    to the ``seqlab.kernels`` logger and the caller runs the reference loop instead of failing.
+    """
+    key = (cls, dtype, device.type, device.index)
+    if key not in _WORKS:
+        try:
+            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+                cell = cls(16, 16).to(device=device, dtype=dtype)
+                x = torch.linspace(-1, 1, 2 * 2 * 16, device=device, dtype=dtype).view(2, 2, 16).requires_grad_()
+                state = cell.init_state(2, x)
+                out, final = run_cell(cell, x, state, None, False)
+                (out.sum() + sum(f.sum() for f in final)).backward()
+            _WORKS[key] = True
+        except Exception as err:  # compile or launch failure: fall back, never crash
+            _log.warning(f"seqlab: Triton kernels for {cls.__name__} ({dtype}) failed on {device} "
+                         f"({_one_line(err)}); using the reference loop")
+            _WORKS[key] = False
+    return _WORKS[key]
 
 
 def graphs_enabled() -> bool:
