@@ -136,3 +136,20 @@ def test_kernels_that_fail_on_the_device_fall_back_with_one_line_notice(monkeypa
     if DEVICE.type == "cuda":
         out, _ = Recurrent("cifg", 3, 4).to(DEVICE)(torch.randn(2, 1, 3, device=DEVICE))
         assert out.shape == (2, 1, 4)
+
+
+def test_graph_cache_runs_a_first_seen_shape_directly():
+    # A shape met once runs its launches directly (no recording, nothing cached); only a
+    # repeated key is recorded (on CUDA, where test_repeated_calls_take_each_calls_inputs covers it).
+    cache = gpu._GraphCache(size=2, remember=2)
+    calls = []
+
+    def fn(a):
+        calls.append(a)
+        return a * 2
+
+    x = torch.ones(3)
+    for k in range(3):
+        torch.testing.assert_close(cache.run(("k", k), fn, [x]), x * 2)
+    assert len(calls) == 3 and not cache.entries
+    assert list(cache.seen) == [("k", 1), ("k", 2)]  # the oldest forgotten

@@ -9,9 +9,10 @@ the time loop in Triton launches, backward through time by hand, and the
 recurrent weight gradients as one GEMM over all steps.
 
 The gated cells take one launch per step each way.  On CUDA the launches of
-a whole loop are recorded once per shape into a CUDA graph and replayed
-(``SEQLAB_CUDA_GRAPHS=0`` turns that off): a step's kernel runs for a few
-microseconds, about what launching it from Python costs.
+a whole loop are recorded into a CUDA graph the second time its shape comes
+and replayed from then on (``SEQLAB_CUDA_GRAPHS=0`` turns that off): a
+step's kernel runs for a few microseconds, and launching it from Python took
+about 30 us on the H200 machine (docs/results/cells_cuda_profile.txt).
 
 Triton is optional: without it (or on a GPU it cannot compile for) the
 layers run the PyTorch reference loop.  With ``TRITON_INTERPRET=1`` the same
@@ -344,25 +345,37 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
 
 
 class _GraphCache:
-    """Recorded loops by key (kind, shapes, dtype, device, direction, pass), least recently used out."""
+    """Recorded loops by key (kind, shapes, dtype, device, direction, pass), least recently used out.
 
-    def __init__(self, size: int = 32):
-        self.size = size
+    A loop is recorded the second time its key comes: a batch shape seen once (variable-length
+    training draws many) runs its launches directly instead of paying for a recording.
+    """
+
+    def __init__(self, size: int = 64, remember: int = 4096):
+        self.size, self.remember = size, remember
         self.entries: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, list[Tensor], object]] = OrderedDict()
+        self.seen: OrderedDict[tuple, None] = OrderedDict()  # keys met once, not recorded
 
     def run(self, key: tuple, fn: Callable[..., object], inputs: list[Tensor]) -> object:
-        """``fn(*inputs)`` replayed from a graph recorded on static copies of ``inputs``.
+        """``fn(*inputs)``, replayed from a graph recorded on static copies of ``inputs`` once
+        ``key`` has come before.
 
-        The result (tensors, or lists and dicts of them) is cloned out of the graph's memory,
-        so later replays do not overwrite what the caller keeps.
+        A replay's result (tensors, or lists and dicts of them) is cloned out of the graph's
+        memory, so later replays do not overwrite what the caller keeps.
         """
         entry = self.entries.get(key)
         if entry is None:
+            if key not in self.seen:
+                self.seen[key] = None
+                while len(self.seen) > self.remember:
+                    self.seen.popitem(last=False)
+                return fn(*inputs)
+            del self.seen[key]
             static = [x.clone() for x in inputs]
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
-                fn(*static)  # compiles the kernels and warms the allocator outside the recording
+                fn(*static)  # warms the allocator outside the recording
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
