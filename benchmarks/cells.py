@@ -339,7 +339,9 @@ def _positive_int(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python benchmarks/cells.py`` and of ``seqlab bench cells``."""
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where to run (default: cpu); cuda times seqlab's Triton kernels against cuDNN and "
+                             "needs a CUDA build of torch with Triton (SEQLAB_CUDA_GRAPHS=0: without CUDA graphs)")
     parser.add_argument("--repeats", type=_positive_int, help="timed rounds per shape (default: 25, quick: 3)")
     parser.add_argument("--quick", action="store_true",
                         help="two tiny shapes, 3 rounds, written to runs/bench: a smoke test, not a measurement")
