@@ -74,6 +74,24 @@ def test_triton_sru_with_plain_highway():
     _compare("sru", torch.float64, num_layers=2, input_size=6, hidden=6)
 
 
+def test_triton_one_step_one_row_and_few_units():
+    # T = 1, B = 1, H = 3: every tile is mostly mask.
+    for name in ("janet", "ln_lstm"):
+        _compare(name, torch.float64, num_layers=1, bidirectional=True, hidden=3, T=1, lengths=(1,))
+
+
+def test_batch_first_and_packed_input_take_the_triton_kernels():
+    torch.manual_seed(3)
+    ref = Recurrent("peephole", 3, 4, 2, bidirectional=True, batch_first=True, impl="reference").double()
+    tri = Recurrent("peephole", 3, 4, 2, bidirectional=True, batch_first=True, impl="triton").to(DEVICE, torch.float64)
+    tri.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 5, 3, dtype=torch.float64)  # (B, T, I)
+    torch.testing.assert_close(tri(x.to(DEVICE))[0].cpu(), ref(x)[0])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([2, 5, 3]), batch_first=True,
+                                                     enforce_sorted=False)
+    torch.testing.assert_close(tri(packed.to(DEVICE))[0].data.cpu(), ref(packed)[0].data)
+
+
 @pytest.mark.parametrize("name", TRITON)
 def test_gradcheck_triton(name):
     torch.manual_seed(1)
