@@ -96,15 +96,6 @@ def _paired_ratio(times: list[float], base: list[float]) -> float:
     return statistics.median(t / b for t, b in zip(times, base, strict=True))
 
 
-def _path(model: nn.Module, device: torch.device) -> str:
-    """The path a model takes on ``device``: torch, seqlab (compiled CPU kernels), triton or reference."""
-    if not isinstance(model, Recurrent):
-        return "torch"
-    if device.type != "cuda" or model.uses_native:
-        return model.backend
-    return "triton" if gpu.supports(CELLS[model.cell]) and gpu.load() is not None else "reference"
-
-
 def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats: int, warmup: int) -> dict[str, Any]:
     T, B, I, H = shape
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -165,7 +156,7 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
         flops = _matmul_flops(model, T, B)
         row = {
             "model": name,
-            "path": _path(model, device),
+            "path": model.backend if isinstance(model, Recurrent) else "torch",
             "infer_ms": infer_ms,
             "train_ms": train_ms,
             "infer_ratio": _paired_ratio(times[name]["infer"], times[BASELINE]["infer"]),

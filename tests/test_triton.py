@@ -127,6 +127,12 @@ def test_repeated_calls_take_each_calls_inputs():
             torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
 
 
+def test_backend_names_the_triton_path():
+    assert Recurrent("janet", 3, 4, impl="triton").to(DEVICE).backend == "triton"
+    assert Recurrent("janet", 3, 4, impl="reference").to(DEVICE).backend == "reference"
+    assert Recurrent("lstm", 3, 4).to(DEVICE).backend == "torch"
+
+
 def test_triton_impl_needs_a_cell_with_kernels_and_a_float_input():
     with pytest.raises(ValueError, match="impl='triton' needs a cell with Triton kernels"):
         Recurrent("gru", 3, 4, impl="triton")

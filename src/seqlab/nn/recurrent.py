@@ -1,6 +1,6 @@
 """One recurrent layer for every cell: time, layers, directions, residuals, lengths.
 
-``Recurrent`` looks like ``torch.nn.LSTM`` from outside.  Inside, one of three
+``Recurrent`` looks like ``torch.nn.LSTM`` from outside.  Inside, one of four
 paths runs (``Recurrent.backend`` says which):
 
 * "torch": standard cells hand their own parameters to torch's fused kernel;
@@ -171,10 +171,18 @@ class Recurrent(nn.Module):
 
     @property
     def backend(self) -> str:
-        """The path a float32 CPU input takes: "torch", "seqlab" (compiled kernel) or "reference"."""
+        """The path a float32 input on the module's device takes: "torch", "seqlab" (compiled CPU
+        kernel), "triton" (Triton kernels, CUDA) or "reference"."""
+        cls = CELLS[self.cell]
         if self.uses_native:
             return "torch"
-        if self.impl != "reference" and _kernels.supports(CELLS[self.cell]) and _kernels.load() is not None:
+        if self.impl == "reference":
+            return "reference"
+        weight = next(self.parameters())
+        if weight.is_cuda or self.impl == "triton":
+            usable = gpu.supports(cls) and gpu.load() is not None and (weight.is_cuda or gpu.interpreting())
+            return "triton" if usable and gpu.works(cls, torch.float32, weight.device) else "reference"
+        if _kernels.supports(cls) and _kernels.load() is not None:
             return "seqlab"
         return "reference"
 
