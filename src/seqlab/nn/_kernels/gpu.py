@@ -33,17 +33,10 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..cells import (CIFGCell, JANETCell, LayerNormLSTMCell, LSTMCell, NestedLSTMCell, PeepholeLSTMCell,
+                     RecurrentCell, SRUCell)
+from . import functions
 from .build import _one_line
-from ..cells import (
-    CIFGCell,
-    JANETCell,
-    LayerNormLSTMCell,
-    LSTMCell,
-    NestedLSTMCell,
-    PeepholeLSTMCell,
-    RecurrentCell,
-    SRUCell,
-)
 
 __all__ = ["load", "usable", "supports", "works", "run_cell", "graphs_enabled", "GRAPHS_ENV"]
 
@@ -119,19 +112,17 @@ def _graphs(x: Tensor, kind: str) -> bool:
 Spec = tuple[str, list[Tensor], list[float]]
 
 
-def _peephole(cell: PeepholeLSTMCell) -> Spec:
-    p = cell.weight_peephole
-    if cell.peepholes != "ifo":
-        rows = torch.tensor(["ifo".index(g) for g in cell.peepholes], device=p.device)
-        p = p.new_zeros(3, cell.hidden_size).index_copy(0, rows, p)
-    return "peephole", [cell.weight_hh, p], []
+def _recurrent_part(cell: RecurrentCell) -> Spec:
+    """The compiled kernels' spec without its input projection: the same recurrent parameters."""
+    kind, _, params, options = functions._SPECS[type(cell)](cell)
+    return kind, params, options
 
 
 _SPECS: dict[type[RecurrentCell], Callable[[RecurrentCell], Spec]] = {
-    LSTMCell: lambda c: ("peephole", [c.weight_hh, c.weight_hh.new_zeros(3, c.hidden_size)], []),
-    PeepholeLSTMCell: _peephole,
-    CIFGCell: lambda c: ("cifg", [c.weight_hh], []),
-    JANETCell: lambda c: ("janet", [c.weight_hh], [c.beta]),
+    LSTMCell: _recurrent_part,  # the peephole kernel with p = 0
+    PeepholeLSTMCell: _recurrent_part,
+    CIFGCell: _recurrent_part,
+    JANETCell: _recurrent_part,
     LayerNormLSTMCell: lambda c: (
         "ln_lstm", [c.weight_hh, c.norm_hh.weight, c.norm_c.weight, c.norm_c.bias], [c.norm_hh.eps, c.norm_c.eps]),
     SRUCell: lambda c: ("sru", [c.weight_c, c.bias], [1.0 if c.activation == "tanh" else 0.0]),
@@ -229,14 +220,16 @@ def _forward(kind: str, xp: Tensor, state: list[Tensor], params: list[Tensor], l
         BH, BKH = _tile(B, H)
         grid = (_cdiv(B, BB), _cdiv(H, BH))
         beta = xp.new_full((1,), options[0]) if kind == "janet" else None  # in xp's precision, not a float32 scalar
+        # The kernel and its fixed arguments are chosen once; a step passes only its time and slots.
+        fixed = dict(B=B, H=H, TRAIN=train, BB=BB, BH=BH, BK=BKH)
+        if kind == "peephole":
+            step = functools.partial(tk.peephole_fwd[grid], xp, ut, params[1], S[0], S[1], out, acts, lens, **fixed)
+        elif kind == "cifg":
+            step = functools.partial(tk.cifg_fwd[grid], xp, ut, S[0], S[1], out, acts, lens, **fixed)
+        else:
+            step = functools.partial(tk.janet_fwd[grid], xp, ut, S[0], out, acts, lens, beta=beta, **fixed)
         for t in st.order:
-            args = dict(t=t, s_in=st.s_in(t), s_out=st.s_out(t), B=B, H=H, TRAIN=train, BB=BB, BH=BH, BK=BKH)
-            if kind == "peephole":
-                tk.peephole_fwd[grid](xp, ut, params[1], S[0], S[1], out, acts, lens, **args)
-            elif kind == "cifg":
-                tk.cifg_fwd[grid](xp, ut, S[0], S[1], out, acts, lens, **args)
-            else:
-                tk.janet_fwd[grid](xp, ut, S[0], out, acts, lens, beta=beta, **args)
+            step(t=t, s_in=st.s_in(t), s_out=st.s_out(t))
         saved["acts"] = acts
     elif kind == "sru":
         final_h, final_c = S[0][st.last], S[1][st.last]
@@ -299,16 +292,17 @@ def _backward(kind: str, dout: Tensor, dfinal: list[Tensor], S: list[Tensor], sa
         BH, BKH = _tile(B, H)
         grid = (_cdiv(B, BB), _cdiv(H, BH))
         dp = dout.new_zeros(3, B, H) if kind == "peephole" else None
+        fixed = dict(B=B, H=H, BB=BB, BH=BH, BK=BKH)
+        if kind == "peephole":
+            step = functools.partial(tk.peephole_bwd[grid], dxp, U, params[1], S[1], saved["acts"], dout, dstate[0],
+                                     dstate[1], dp, lens, **fixed)
+        elif kind == "cifg":
+            step = functools.partial(tk.cifg_bwd[grid], dxp, U, S[1], saved["acts"], dout, dstate[0], dstate[1], lens,
+                                     **fixed)
+        else:
+            step = functools.partial(tk.janet_bwd[grid], dxp, U, S[0], saved["acts"], dout, dstate[0], lens, **fixed)
         for k, t in enumerate(back):
-            args = dict(t=t, t_prev=back[k - 1] if k else 0, s_in=st.s_in(t), B=B, H=H,
-                        HAS_PREV=k > 0, BB=BB, BH=BH, BK=BKH)
-            if kind == "peephole":
-                tk.peephole_bwd[grid](dxp, U, params[1], S[1], saved["acts"], dout, dstate[0], dstate[1], dp, lens,
-                                      **args)
-            elif kind == "cifg":
-                tk.cifg_bwd[grid](dxp, U, S[1], saved["acts"], dout, dstate[0], dstate[1], lens, **args)
-            else:
-                tk.janet_bwd[grid](dxp, U, S[0], saved["acts"], dout, dstate[0], lens, **args)
+            step(t=t, t_prev=back[k - 1] if k else 0, s_in=st.s_in(t), HAS_PREV=k > 0)
         _mm(dxp[back[-1]], U, dstate[0], accumulate=True)  # what the last step's dA adds to dh_0
         dU = dxp.view(T * B, G).t().mm(H_in)
         extra = [dp.sum(1)] if kind == "peephole" else []
