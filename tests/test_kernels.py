@@ -144,10 +144,10 @@ def _step_gemms():
     kernels = _kernels.load()
     default = kernels.step_gemm()
     try:
-        for kind in ("panel", "mkl", "blas"):
+        for kind in ("panel", "panel512", "mkl", "blas"):
             try:
                 kernels.step_gemm(kind)
-            except RuntimeError:  # not in this build (no AVX2, or no MKL)
+            except RuntimeError:  # not in this build (no AVX2, no AVX-512 or no MKL)
                 continue
             yield kind
     finally:
@@ -155,12 +155,14 @@ def _step_gemms():
 
 
 @pytest.mark.parametrize(
-    "name, hidden, batch", [("peephole", 20, 13), ("nested_lstm", 20, 13), ("sru", 20, 13), ("cifg", 520, 2)]
+    "name, hidden, batch",
+    [("peephole", 20, 13), ("nested_lstm", 20, 13), ("sru", 20, 13), ("peephole", 20, 30), ("cifg", 520, 2)],
 )
 def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
     """float32 runs the kernels' own per-step GEMM (StepGemm<float>), each kind this build has: 13
-    rows split 7 + 6 over two threads (row blocks of 4 + 3 and 6), 80 = 5 x 16 gate columns plus a
-    last panel of 4 (H = 20), and a step split over the threads (H = 520: 3.2 MB of weights, one
+    rows split 7 + 6 over two threads (AVX2 panel: row blocks of 4 + 3 and 6), 30 rows split 15 + 15
+    (AVX-512 panel: row blocks of 8 + 7), 80 = 5 x 16 gate columns plus a last panel of 4 (H = 20;
+    AVX-512: 2 x 32 plus 16), and a step split over the threads (H = 520: 3.2 MB of weights, one
     row per thread)."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -186,7 +188,7 @@ def test_step_gemm_rejects_a_kind_the_build_lacks():
     kernels = _kernels.load()
     with pytest.raises(RuntimeError, match="not in this build"):
         kernels.step_gemm("cublas")
-    assert kernels.step_gemm() in ("panel", "mkl", "blas")
+    assert kernels.step_gemm() in ("panel", "panel512", "mkl", "blas")
 
 
 @pytest.mark.parametrize("name", ["peephole", "sru"])

@@ -300,12 +300,40 @@ class StepGemm : public BlasStepGemm<T> {
 // The per-step GEMMs have few rows (a thread's block of the batch, 8-64 here)
 // against weights of 64 KiB-4 MiB, a shape the BLAS is not tuned for: MKL's
 // packed GEMM ran at 55-80 GFLOP/s on one AMD EPYC core for (8-64) x 256 x 1024,
-// this kernel at 80-99 (the core's big-GEMM rate is about 93).  op(W) is
-// packed once into panels of 16 columns, [k][16] each (zero-padded past n), so
-// that the micro-kernel streams a panel with two 8-float loads per k while up
-// to 6 rows of A are broadcast against it: 12 accumulators in registers, 12
-// FMAs per 8 loads.  A panel (k x 64 bytes) stays in L1 while every row block
-// of A passes over it.
+// this kernel at 80-99 (the core's big-GEMM rate is about 93); on an Intel Xeon
+// with AVX-512, MKL's packed GEMM spends about a tenth of its time re-packing the
+// few rows of A at every call, which this kernel never does.  op(W) is packed
+// once into panels of two vectors' width, [k][2 V::lanes] each (zero-padded past
+// n), so that the micro-kernel streams a panel with two vector loads per k while
+// up to V::rows rows of A are broadcast against it: 2 V::rows accumulators in
+// registers (12 of the 16 AVX2 registers, 24 of the 32 AVX-512 ones).  The
+// piece of a panel that a row block passes over (kDepth x 2 vectors) stays in L1.
+struct Avx2 {
+  using Reg = __m256;
+  static constexpr int64_t lanes = 8, rows = 6, depth = 512;
+  static SEQLAB_INLINE Reg zero() { return _mm256_setzero_ps(); }
+  static SEQLAB_INLINE Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static SEQLAB_INLINE Reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static SEQLAB_INLINE Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static SEQLAB_INLINE Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  static SEQLAB_INLINE void store(float* p, Reg a) { _mm256_storeu_ps(p, a); }
+};
+
+#ifdef __AVX512F__
+#define SEQLAB_PANEL512_GEMM 1
+struct Avx512 {
+  using Reg = __m512;
+  static constexpr int64_t lanes = 16, rows = 12, depth = 256;
+  static SEQLAB_INLINE Reg zero() { return _mm512_setzero_ps(); }
+  static SEQLAB_INLINE Reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static SEQLAB_INLINE Reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static SEQLAB_INLINE Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static SEQLAB_INLINE Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  static SEQLAB_INLINE void store(float* p, Reg a) { _mm512_storeu_ps(p, a); }
+};
+#endif
+
+template <class V>
 class PanelGemm {
  public:
   PanelGemm(const float* w, int64_t n, int64_t k, bool transposed)
@@ -340,57 +368,59 @@ class PanelGemm {
   }
 
  private:
-  static constexpr int64_t kPanel = 16, kRows = 6, kDepth = 512;
+  using Reg = typename V::Reg;
+  static constexpr int64_t kLanes = V::lanes, kPanel = 2 * V::lanes, kRows = V::rows, kDepth = V::depth;
 
-  // C[0:R, 0:16] (+)= A[0:R, 0:kl] P_q[0:kl] for R <= 6 rows (A's row stride is k), ldc the row stride of C.
+  // C[0:R, 0:kPanel] (+)= A[0:R, 0:kl] P_q[0:kl] for R <= kRows rows (A's row stride is k), ldc the row stride of C.
   template <int R>
   SEQLAB_INLINE void micro(const float* a, const float* pq, int64_t kl, bool add, float* c, int64_t ldc) const {
-    __m256 lo[R], hi[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) lo[r] = _mm256_setzero_ps(), hi[r] = _mm256_setzero_ps();
+    Reg lo[R], hi[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) lo[r] = V::zero(), hi[r] = V::zero();
 #pragma GCC unroll 4
     for (int64_t i = 0; i < kl; ++i) {
-      const __m256 w0 = _mm256_loadu_ps(pq + i * kPanel), w1 = _mm256_loadu_ps(pq + i * kPanel + 8);
-#pragma GCC unroll 8
+      const Reg w0 = V::load(pq + i * kPanel), w1 = V::load(pq + i * kPanel + kLanes);
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        const __m256 x = _mm256_broadcast_ss(a + r * k_ + i);
-        lo[r] = _mm256_fmadd_ps(x, w0, lo[r]);
-        hi[r] = _mm256_fmadd_ps(x, w1, hi[r]);
+        const Reg x = V::broadcast(a + r * k_ + i);
+        lo[r] = V::fmadd(x, w0, lo[r]);
+        hi[r] = V::fmadd(x, w1, hi[r]);
       }
     }
     // Every loop over r is unrolled: an accumulator indexed at run time would live in memory.
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       float* cr = c + r * ldc;
-      if (add) lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(cr)), hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(cr + 8));
-      _mm256_storeu_ps(cr, lo[r]);
-      _mm256_storeu_ps(cr + 8, hi[r]);
+      if (add) lo[r] = V::add(lo[r], V::load(cr)), hi[r] = V::add(hi[r], V::load(cr + kLanes));
+      V::store(cr, lo[r]);
+      V::store(cr + kLanes, hi[r]);
     }
   }
 
-  // R rows against panel q; a last panel narrower than 16 columns goes through a scratch tile.
+  template <int R>
+  SEQLAB_INLINE void micro_upto(int64_t rows, const float* a, const float* pq, int64_t kl, bool add, float* c,
+                                int64_t ldc) const {
+    if constexpr (R > 1) {
+      if (rows < R) return micro_upto<R - 1>(rows, a, pq, kl, add, c, ldc);
+    }
+    micro<R>(a, pq, kl, add, c, ldc);
+  }
+
+  // R rows against panel q; a last panel narrower than kPanel columns goes through a scratch tile.
   SEQLAB_INLINE void rows(int64_t R, const float* a, const float* pq, int64_t kl, bool add, float* c,
                           int64_t width) const {
     float tile[kRows * kPanel];
     const bool whole = width == kPanel;
     float* out = whole ? c : tile;
     const int64_t ld = whole ? n_ : kPanel;
-    const bool acc = whole && add;
-    switch (R) {
-      case 6: micro<6>(a, pq, kl, acc, out, ld); break;
-      case 5: micro<5>(a, pq, kl, acc, out, ld); break;
-      case 4: micro<4>(a, pq, kl, acc, out, ld); break;
-      case 3: micro<3>(a, pq, kl, acc, out, ld); break;
-      case 2: micro<2>(a, pq, kl, acc, out, ld); break;
-      default: micro<1>(a, pq, kl, acc, out, ld); break;
-    }
+    micro_upto<kRows>(R, a, pq, kl, whole && add, out, ld);
     if (whole) return;
     for (int64_t r = 0; r < R; ++r)
       for (int64_t j = 0; j < width; ++j) c[r * n_ + j] = (add ? c[r * n_ + j] : 0.0f) + tile[r * kPanel + j];
   }
 
-  // All m rows against panel q, in blocks of at most 6 rows of near-equal size (8 rows: 4 + 4, not 6 + 2),
-  // and over k in pieces of kDepth so that the piece of the panel (32 KiB) stays near L1.
+  // All m rows against panel q, in blocks of at most kRows rows of near-equal size (8 rows with kRows = 6:
+  // 4 + 4, not 6 + 2), and over k in pieces of kDepth so that the piece of the panel stays near L1.
   void panel(const float* a, int64_t m, int64_t q, bool add, float* c) const {
     const float* pq = data_ + q * k_ * kPanel;
     const int64_t width = std::min(kPanel, n_ - q * kPanel), blocks = (m + kRows - 1) / kRows;
@@ -435,15 +465,16 @@ class MklPackedGemm {
 #endif
 
 // Which of them runs the float step GEMMs: PanelGemm (faster on the AMD EPYC it
-// was measured on, see above), but MKL's packed GEMM on Intel CPUs, for which
-// MKL is written and where it uses AVX-512 when the CPU has it.  step_gemm() in
-// the module switches at run time (the tests run every kind).
-enum class StepKind { kBlas, kPanel, kMklPacked };
+// was measured on, see above), but on Intel CPUs with AVX-512 its AVX-512 form
+// (faster there than MKL's packed GEMM, which was the default on Intel before:
+// docs/results/cells_cpu.md names the kind a run used).  step_gemm() in the
+// module switches at run time (the tests run every kind).
+enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked };
 
 inline StepKind default_step_kind() {
-#if defined(SEQLAB_PANEL_GEMM) && defined(SEQLAB_USE_MKL_PACK)
+#if defined(SEQLAB_PANEL512_GEMM)
   __builtin_cpu_init();
-  return __builtin_cpu_is("intel") ? StepKind::kMklPacked : StepKind::kPanel;
+  return __builtin_cpu_is("intel") ? StepKind::kPanel512 : StepKind::kPanel;
 #elif defined(SEQLAB_PANEL_GEMM)
   return StepKind::kPanel;
 #elif defined(SEQLAB_USE_MKL_PACK)
@@ -466,6 +497,9 @@ class StepGemm<float> {
 #ifdef SEQLAB_PANEL_GEMM
     if (kind == StepKind::kPanel) panel_.emplace(w, n, k, transposed);
 #endif
+#ifdef SEQLAB_PANEL512_GEMM
+    if (kind == StepKind::kPanel512) panel512_.emplace(w, n, k, transposed);
+#endif
 #ifdef SEQLAB_USE_MKL_PACK
     if (kind == StepKind::kMklPacked) mkl_.emplace(w, m, n, k, transposed);
 #endif
@@ -476,6 +510,9 @@ class StepGemm<float> {
 #ifdef SEQLAB_PANEL_GEMM
     if (panel_) return (*panel_)(a, beta, c, b0, b1);
 #endif
+#ifdef SEQLAB_PANEL512_GEMM
+    if (panel512_) return (*panel512_)(a, beta, c, b0, b1);
+#endif
 #ifdef SEQLAB_USE_MKL_PACK
     if (mkl_) return (*mkl_)(a, beta, c, b0, b1);
 #endif
@@ -485,7 +522,10 @@ class StepGemm<float> {
  private:
   BlasStepGemm<float> blas_;
 #ifdef SEQLAB_PANEL_GEMM
-  std::optional<PanelGemm> panel_;
+  std::optional<PanelGemm<Avx2>> panel_;
+#endif
+#ifdef SEQLAB_PANEL512_GEMM
+  std::optional<PanelGemm<Avx512>> panel512_;
 #endif
 #ifdef SEQLAB_USE_MKL_PACK
   std::optional<MklPackedGemm> mkl_;
@@ -1562,13 +1602,16 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   return result;
 }
 
-// The float step GEMM: "panel" (seqlab's AVX2 kernel), "mkl" (MKL's packed GEMM) or "blas" (a
-// BLAS call per step); sets it when ``name`` is one that this build has, and returns the current one.
+// The float step GEMM: "panel" (seqlab's AVX2 kernel), "panel512" (its AVX-512 form), "mkl"
+// (MKL's packed GEMM) or "blas" (a BLAS call per step); sets it when ``name`` is one that this build has, and returns the current one.
 std::string step_gemm(const std::string& name) {
   static const std::map<std::string, StepKind> kinds{
       {"blas", StepKind::kBlas},
 #ifdef SEQLAB_PANEL_GEMM
       {"panel", StepKind::kPanel},
+#endif
+#ifdef SEQLAB_PANEL512_GEMM
+      {"panel512", StepKind::kPanel512},
 #endif
 #ifdef SEQLAB_USE_MKL_PACK
       {"mkl", StepKind::kMklPacked},
@@ -1602,5 +1645,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &seqlab::backward, "backpropagation through time for one layer and direction");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
   m.def("step_gemm", &seqlab::step_gemm, pybind11::arg("name") = "",
-        "the float per-step GEMM (panel, mkl or blas); sets it when a name is given");
+        "the float per-step GEMM (panel, panel512, mkl or blas); sets it when a name is given");
 }
