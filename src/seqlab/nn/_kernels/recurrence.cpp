@@ -300,9 +300,7 @@ class StepGemm : public BlasStepGemm<T> {
 // The per-step GEMMs have few rows (a thread's block of the batch, 8-64 here)
 // against weights of 64 KiB-4 MiB, a shape the BLAS is not tuned for: MKL's
 // packed GEMM ran at 55-80 GFLOP/s on one AMD EPYC core for (8-64) x 256 x 1024,
-// this kernel at 80-99 (the core's big-GEMM rate is about 93); on an Intel Xeon
-// with AVX-512, MKL's packed GEMM spends about a tenth of its time re-packing the
-// few rows of A at every call, which this kernel never does.  op(W) is packed
+// this kernel at 80-99 (the core's big-GEMM rate is about 93).  op(W) is packed
 // once into panels of two vectors' width, [k][2 V::lanes] each (zero-padded past
 // n), so that the micro-kernel streams a panel with two vector loads per k while
 // up to V::rows rows of A are broadcast against it: 2 V::rows accumulators in
@@ -464,17 +462,19 @@ class MklPackedGemm {
 };
 #endif
 
-// Which of them runs the float step GEMMs: PanelGemm (faster on the AMD EPYC it
-// was measured on, see above), but on Intel CPUs with AVX-512 its AVX-512 form
-// (faster there than MKL's packed GEMM, which was the default on Intel before:
-// docs/results/cells_cpu.md names the kind a run used).  step_gemm() in the
-// module switches at run time (the tests run every kind).
+// Which of them runs the float step GEMMs: PanelGemm<Avx2> (faster on the AMD EPYC
+// it was measured on, see above), but MKL's packed GEMM on Intel CPUs, for which
+// MKL is written and where it uses AVX-512 when the CPU has it.  PanelGemm<Avx512>
+// ran within a few percent of it on an Intel Xeon with AVX-512 (2 cores; faster
+// for 8-16 rows per thread in training, slower for 64 rows and in inference), so
+// it is there to choose, not the default.  step_gemm() in the module switches at
+// run time (the tests run every kind).
 enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked };
 
 inline StepKind default_step_kind() {
-#if defined(SEQLAB_PANEL512_GEMM)
+#if defined(SEQLAB_PANEL_GEMM) && defined(SEQLAB_USE_MKL_PACK)
   __builtin_cpu_init();
-  return __builtin_cpu_is("intel") ? StepKind::kPanel512 : StepKind::kPanel;
+  return __builtin_cpu_is("intel") ? StepKind::kMklPacked : StepKind::kPanel;
 #elif defined(SEQLAB_PANEL_GEMM)
   return StepKind::kPanel;
 #elif defined(SEQLAB_USE_MKL_PACK)
