@@ -215,7 +215,7 @@ def _render(r: dict[str, Any]) -> str:
         machine = f"{r['cpu']}, {r['threads']} torch thread(s)" + (
             f", per-step GEMM of the seqlab kernels: `{r['step_gemm']}`" if r.get("step_gemm") else "")
     lines = [
-        f"# Recurrent cells on the {device.upper()}: seqlab against torch.nn.LSTM",
+        f"# Recurrent cells on the {'GPU' if device == 'cuda' else device.upper()}: seqlab against torch.nn.LSTM",
         "",
         f"Written by `{r['command']}` on {r['date']} (commit {r['commit'] or 'unknown'}), torch {r['torch']}, "
         f"{machine}. One layer, one direction, float32. Each time is the median "
@@ -284,7 +284,7 @@ def _triton_version() -> str | None:
 
 
 def run(args: argparse.Namespace) -> list[Path]:
-    """Measure every shape, write ``cells_<device>.md`` and ``.json``; return their paths."""
+    """Measure every shape, write ``cells_cpu.md`` or ``cells_gpu.md`` and its ``.json``; return their paths."""
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SeqlabError("--device cuda asked for, but torch sees no CUDA device", hint="use --device cpu")
@@ -316,7 +316,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         "shapes": results,
     }
     out.mkdir(parents=True, exist_ok=True)
-    md, js = out / f"cells_{device.type}.md", out / f"cells_{device.type}.json"
+    stem = "cells_gpu" if device.type == "cuda" else "cells_cpu"  # the names issue 4 gives
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
     atomic_write_bytes(js, (json.dumps(record, indent=2) + "\n").encode())
     atomic_write_bytes(md, _render(record).encode())
     return [md, js]

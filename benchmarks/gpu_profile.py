@@ -7,7 +7,7 @@ With graphs on, the profiler may count a replayed graph's kernels more than
 once; the graphs-off rows give per-kernel times.
 
 Usage (from the repo root, on a machine with CUDA and Triton):
-    python benchmarks/gpu_profile.py docs/results/cells_cuda_profile.txt
+    python benchmarks/gpu_profile.py docs/results/cells_gpu_profile.txt
 """
 import os
 import sys

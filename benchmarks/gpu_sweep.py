@@ -8,7 +8,7 @@ timings, not paired rounds: for choosing tiles and spotting regressions;
 ``seqlab bench cells --device cuda`` gives the paired ratios.
 
 Usage (from the repo root, on a machine with CUDA and Triton):
-    python benchmarks/gpu_sweep.py | tee docs/results/cells_cuda_sweep.txt
+    python benchmarks/gpu_sweep.py | tee docs/results/cells_gpu_sweep.txt
 """
 import sys
 import time

@@ -12,7 +12,7 @@ The gated cells take one launch per step each way.  On CUDA the launches of
 a whole loop are recorded into a CUDA graph the second time its shape comes
 and replayed from then on (``SEQLAB_CUDA_GRAPHS=0`` turns that off): a
 step's kernel runs for a few microseconds, and launching it from Python took
-about 30 us on the H200 machine (docs/results/cells_cuda_profile.txt).
+about 30 us on the H200 machine (docs/results/cells_gpu_profile.txt).
 
 Triton is optional: without it (or on a GPU it cannot compile for) the
 layers run the PyTorch reference loop.  With ``TRITON_INTERPRET=1`` the same
