@@ -144,7 +144,7 @@ def _step_gemms():
     kernels = _kernels.load()
     default = kernels.step_gemm()
     try:
-        for kind in ("panel", "panel512", "mkl", "blas"):
+        for kind in ("panel", "panel512", "mkl", "auto", "blas"):
             try:
                 kernels.step_gemm(kind)
             except RuntimeError:  # not in this build (no AVX2, no AVX-512 or no MKL)
@@ -188,7 +188,7 @@ def test_step_gemm_rejects_a_kind_the_build_lacks():
     kernels = _kernels.load()
     with pytest.raises(RuntimeError, match="not in this build"):
         kernels.step_gemm("cublas")
-    assert kernels.step_gemm() in ("panel", "panel512", "mkl", "blas")
+    assert kernels.step_gemm() in ("panel", "panel512", "mkl", "auto", "blas")
 
 
 @pytest.mark.parametrize("name", ["peephole", "sru"])

@@ -215,6 +215,18 @@ inline Tensor fresh(at::IntArrayRef sizes, const at::TensorOptions& options) {
   return Pool::get().empty(sizes, options);
 }
 
+// One core's L2 cache in bytes (1 MiB where the system does not say).
+inline int64_t l2_bytes() {
+  static const int64_t bytes = [] {
+    long n = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return n > 0 ? static_cast<int64_t>(n) : int64_t(1) << 20;
+  }();
+  return bytes;
+}
+
 // ---------------------------------------------------------------------------
 // GEMM on row-major buffers: BLAS directly when available (no dispatcher or
 // tensor allocation inside the time loop), else ATen on borrowed memory.
@@ -462,17 +474,21 @@ class MklPackedGemm {
 };
 #endif
 
-// Which of them runs the float step GEMMs: PanelGemm<Avx2> (faster on the AMD EPYC
-// it was measured on, see above), but MKL's packed GEMM on Intel CPUs, for which
-// MKL is written and where it uses AVX-512 when the CPU has it.  PanelGemm<Avx512>
-// ran within a few percent of it on an Intel Xeon with AVX-512 (2 cores; faster
-// for 8-16 rows per thread in training, slower for 64 rows and in inference), so
-// it is there to choose, not the default.  step_gemm() in the module switches at
+// Which of them runs the float step GEMMs: PanelGemm<Avx2> on CPUs without
+// AVX-512 (faster on the AMD EPYC it was measured on, see above); on Intel CPUs
+// with AVX-512, "auto": PanelGemm<Avx512> for weights that fit in one core's
+// L2, MKL's packed GEMM for larger ones, which it streams better from L3 (on a
+// 2-core Xeon with 2 MiB of L2 the panel kernel ran the issue-4 shapes with
+// 1 MiB of weights 1-14% faster, those with 2-4 MiB 2-7% slower; measured with
+// step_gemm switching between calls).  step_gemm() in the module switches at
 // run time (the tests run every kind).
-enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked };
+enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked, kAuto };
 
 inline StepKind default_step_kind() {
-#if defined(SEQLAB_PANEL_GEMM) && defined(SEQLAB_USE_MKL_PACK)
+#if defined(SEQLAB_PANEL512_GEMM) && defined(SEQLAB_USE_MKL_PACK)
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel") ? StepKind::kAuto : StepKind::kPanel;
+#elif defined(SEQLAB_PANEL_GEMM) && defined(SEQLAB_USE_MKL_PACK)
   __builtin_cpu_init();
   return __builtin_cpu_is("intel") ? StepKind::kMklPacked : StepKind::kPanel;
 #elif defined(SEQLAB_PANEL_GEMM)
@@ -493,7 +509,9 @@ template <>
 class StepGemm<float> {
  public:
   StepGemm(const float* w, int64_t m, int64_t n, int64_t k, bool transposed) : blas_(w, m, n, k, transposed) {
-    const StepKind kind = step_kind().load();
+    StepKind kind = step_kind().load();
+    if (kind == StepKind::kAuto)
+      kind = n * k * static_cast<int64_t>(sizeof(float)) < l2_bytes() ? StepKind::kPanel512 : StepKind::kMklPacked;
 #ifdef SEQLAB_PANEL_GEMM
     if (kind == StepKind::kPanel) panel_.emplace(w, n, k, transposed);
 #endif
@@ -551,18 +569,6 @@ inline Tensor column_sums(const Tensor& m) {
 
 // Pointwise work per parallel task: below this a task is not worth a thread.
 constexpr int64_t kGrain = 4096;
-
-// One core's L2 cache in bytes (1 MiB where the system does not say).
-inline int64_t l2_bytes() {
-  static const int64_t bytes = [] {
-    long n = -1;
-#ifdef _SC_LEVEL2_CACHE_SIZE
-    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-    return n > 0 ? static_cast<int64_t>(n) : int64_t(1) << 20;
-  }();
-  return bytes;
-}
 
 // The time loop of a recurrence, f(b0, b1) on blocks of whole batch rows, one
 // block per thread.  A step couples only the units of one row (its row of the
@@ -1603,15 +1609,19 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
 }
 
 // The float step GEMM: "panel" (seqlab's AVX2 kernel), "panel512" (its AVX-512 form), "mkl"
-// (MKL's packed GEMM) or "blas" (a BLAS call per step); sets it when ``name`` is one that this build has, and returns the current one.
+// (MKL's packed GEMM), "auto" (panel512 or mkl by the weights' size) or "blas" (a BLAS call per
+// step); sets it when ``name`` is one that this build has, and returns the current one.
 std::string step_gemm(const std::string& name) {
   static const std::map<std::string, StepKind> kinds{
       {"blas", StepKind::kBlas},
 #ifdef SEQLAB_PANEL_GEMM
       {"panel", StepKind::kPanel},
 #endif
-#ifdef SEQLAB_PANEL512_GEMM
+#if defined(SEQLAB_PANEL512_GEMM)
       {"panel512", StepKind::kPanel512},
+#endif
+#if defined(SEQLAB_PANEL512_GEMM) && defined(SEQLAB_USE_MKL_PACK)
+      {"auto", StepKind::kAuto},
 #endif
 #ifdef SEQLAB_USE_MKL_PACK
       {"mkl", StepKind::kMklPacked},
@@ -1645,5 +1655,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &seqlab::backward, "backpropagation through time for one layer and direction");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
   m.def("step_gemm", &seqlab::step_gemm, pybind11::arg("name") = "",
-        "the float per-step GEMM (panel, panel512, mkl or blas); sets it when a name is given");
+        "the float per-step GEMM (panel, panel512, mkl, auto or blas); sets it when a name is given");
 }
