@@ -477,11 +477,9 @@ class MklPackedGemm {
 // Which of them runs the float step GEMMs: PanelGemm<Avx2> on CPUs without
 // AVX-512 (faster on the AMD EPYC it was measured on, see above); on Intel CPUs
 // with AVX-512, "auto": PanelGemm<Avx512> for weights that fit in one core's
-// L2, MKL's packed GEMM for larger ones, which it streams better from L3 (on a
-// 2-core Xeon with 2 MiB of L2 the panel kernel ran the issue-4 shapes with
-// 1 MiB of weights 1-14% faster, those with 2-4 MiB 2-7% slower; measured with
-// step_gemm switching between calls).  step_gemm() in the module switches at
-// run time (the tests run every kind).
+// L2, MKL's packed GEMM for larger ones, which it streams better from L3
+// (benchmarks/step_gemm.py times every kind; docs/results/step_gemm_cpu.md).
+// step_gemm() in the module switches at run time (the tests run every kind).
 enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked, kAuto };
 
 inline StepKind default_step_kind() {
