@@ -985,17 +985,22 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
 // W x, rstd of h U^T and of c_t.
 // ---------------------------------------------------------------------------
 
-// mean and 1 / sqrt(var + eps) of v[0..n)
+// mean and 1 / sqrt(var + eps) of v[0..n), in one pass: the sums of d = v - v[0]
+// and of d², var = mean(d²) - mean(d)².  Shifting by a sample keeps mean(d) of
+// the order of the spread, so the subtraction loses few bits (the "shifted
+// data" algorithm; Chan, Golub & LeVeque 1983).
 template <typename T>
 SEQLAB_INLINE void moments(const T* v, int64_t n, T eps, T& mean, T& rstd) {
+  const T shift = v[0];
   T sum = 0, sq = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t k = 0; k < n; ++k) sum += v[k];
-  mean = sum / n;
-  const T m = mean;
-#pragma omp simd reduction(+ : sq)
-  for (int64_t k = 0; k < n; ++k) sq += (v[k] - m) * (v[k] - m);
-  rstd = 1 / std::sqrt(sq / n + eps);
+#pragma omp simd reduction(+ : sum, sq)
+  for (int64_t k = 0; k < n; ++k) {
+    const T d = v[k] - shift;
+    sum += d, sq += d * d;
+  }
+  const T m = sum / n;
+  mean = shift + m;
+  rstd = 1 / std::sqrt(std::max(sq / n - m * m, T(0)) + eps);
 }
 
 template <typename T>
