@@ -61,12 +61,10 @@ def _measure(kernels, kinds: list[str], cell: str, shape: tuple[int, ...], train
     grad = torch.randn(T, B, H)
 
     def call() -> None:
-        if train:
+        with torch.set_grad_enabled(train):
             output, _ = model(x)
+        if train:
             output.backward(grad)
-        else:
-            with torch.no_grad():
-                model(x)
 
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
     for r in range(WARMUP + repeats):
