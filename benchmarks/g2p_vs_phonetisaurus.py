@@ -21,7 +21,8 @@ What is measured here, in this run:
 - seqlab: ``G2PModel.pronounce`` greedy and with beam 5 on one torch thread,
   model loading excluded; the same again with int8 compute
   (``G2PModel.quantized``, ``torch.ao`` dynamic quantisation) unless
-  ``--no-int8``; and a single model beside the ensemble (``--member DIR``;
+  ``--no-int8`` and with bf16 matrix products (``G2PModel.bfloat16``)
+  unless ``--no-bf16``; and a single model beside the ensemble (``--member DIR``;
   by default the shipped distilled model of ``seqlab g2p --fast``, none with
   ``--no-member``), to show what the ensemble costs and buys.
 
@@ -29,7 +30,7 @@ seqlab's training time is *not* measured here: it is read from the
 checkpoint's metadata or from the run's ``log.csv`` (``--run-log``).
 
 Usage:
-    python benchmarks/g2p_vs_phonetisaurus.py [--checkpoint DIR] [--member DIR | --no-member] [--no-int8]
+    python benchmarks/g2p_vs_phonetisaurus.py [--checkpoint DIR] [--member DIR | --no-member] [--no-int8] [--no-bf16]
     seqlab bench g2p [same options]
 """
 
@@ -319,7 +320,7 @@ def _render(r: dict[str, Any]) -> str:
         f"model loading excluded; the median of {r['rounds']} rounds in which every decoder runs once in turn "
         "(the ensemble's beam 5: the first round only, minutes per pass). Phonetisaurus: one `Phoneticize` call "
         "per word through its Python bindings, phones looked up as strings; seqlab: `G2PModel.pronounce` "
-        "(length-sorted batches of 256).",
+        "(batches of up to 256 words of one length).",
         "- beam 5: the ensemble's left-to-right members search, its right-to-left members rescore the pooled "
         "n-best lists (`seqlab.seq2seq.rerank`); a single model's beam search has no rescoring.",
         f"- cross-check: one `phonetisaurus-g2pfst --wordlist` process decoded the same words at "
@@ -330,6 +331,11 @@ def _render(r: dict[str, Any]) -> str:
            "`torch.ao` dynamic quantisation of the Linear and LSTM layers, weights quantised once, "
            "activations at each call); the WER difference to the float32 row is its cost."]
           if r["seqlab"].get("int8") else []),
+        *(["- bf16: the same model computing its matrix products in bfloat16 (`G2PModel.bfloat16()`: "
+           "weights rounded to bf16 once, matrix inputs at each call, products accumulated in float32 by "
+           "oneDNN's AMX/AVX512-BF16 kernels; gates, attention and softmax in float32); the WER difference to "
+           "the float32 row is its cost."]
+          if r["seqlab"].get("bf16") else []),
         "",
         f"Regenerate with `{r['command']}`.",
         "",
@@ -363,8 +369,10 @@ def _systems(model: G2PModel, args: argparse.Namespace) -> list[tuple[str, G2PMo
         single = G2PModel.from_checkpoint(args.member)
         label = "distilled model" if _distilled(single.meta) else "one model"
         systems.append((f"seqlab ({label})", single, single.meta))
-    if args.int8:
-        systems = [v for name, m, meta in systems for v in ((name, m, meta), (f"{name}, int8", m.quantized(), meta))]
+    variants = [("", None), *([(", int8", "quantized")] if args.int8 else []),
+                *([(", bf16", "bfloat16")] if args.bf16 else [])]
+    systems = [(name + suffix, getattr(m, convert)() if convert else m, meta)
+               for name, m, meta in systems for suffix, convert in variants]
     return systems
 
 
@@ -439,7 +447,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                    "train_time_source": train_source,
                    "member": _shown(args.member) if args.member is not None else None,
                    "member_note": _member_note(member_meta) if member_meta is not None else None,
-                   "int8": args.int8},
+                   "int8": args.int8, "bf16": args.bf16},
         "rounds": args.rounds,
         "rows": rows,
     }
@@ -457,6 +465,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="decode the ensemble only")
     p.add_argument("--no-int8", dest="int8", action="store_false",
                    help="skip the int8-compute rows (torch.ao dynamic quantisation of each seqlab system)")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false",
+                   help="skip the bf16-compute rows (matrix products in bfloat16; fast on CPUs with AMX or "
+                   "AVX512-BF16)")
     p.add_argument("--run-log", type=Path, help="log.csv of the run that trained the checkpoint (for its train time)")
     p.add_argument("--rounds", type=int, default=5,
                    help="timing rounds for every decoder but the ensemble's beam search, median reported (default: 5)")

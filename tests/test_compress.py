@@ -1,5 +1,6 @@
-"""Int8 storage of weights (seqlab.compress.quant)."""
+"""Int8 storage of weights (seqlab.compress.quant); int8 and bf16 compute (dynamic, bfloat16)."""
 
+import pytest
 import torch
 
 from seqlab.compress import dequantize_state, quantize_state
@@ -29,7 +30,7 @@ def test_zero_rows_stay_zero():
     assert torch.equal(back["w"], torch.zeros(3, 4))
 
 
-# ---------------------------------------------------------------- int8 compute
+# ------------------------------------------------------- int8 and bf16 compute
 
 def _seq2seq(seed: int = 0):
     from seqlab.seq2seq.model import ModelConfig, Seq2Seq
@@ -40,20 +41,31 @@ def _seq2seq(seed: int = 0):
     return Seq2Seq(9, 7, config).eval()
 
 
-def test_int8_lstm_follows_the_float_layer_and_keeps_padding_zero():
+def _lstm_converters():
+    from seqlab.compress.bfloat16 import BF16LSTM
     from seqlab.compress.dynamic import Int8LSTM
+
+    return [Int8LSTM, BF16LSTM]
+
+
+@pytest.mark.parametrize("convert", _lstm_converters())
+def test_low_precision_lstm_follows_the_float_layer_and_keeps_padding_zero(convert):
     from seqlab.nn import Recurrent
 
     torch.manual_seed(0)
     rnn = Recurrent("lstm", 6, 10, 2, batch_first=True, bidirectional=True).eval()
     x, lengths = torch.randn(4, 7, 6), torch.tensor([7, 3, 5, 1])
-    q = Int8LSTM(rnn)
+    q = convert(rnn)
     with torch.no_grad():
         want, (h, c) = rnn(x, lengths=lengths)
         got, (qh, qc) = q(x, lengths=lengths)
+        full, (fh, _) = q(x, lengths=torch.full((4,), 7))  # no padding: the unpacked path
+        unpacked, (uh, _) = q(x)
     assert got.shape == want.shape and qh.shape == h.shape and qc.shape == c.shape
+    assert got.dtype == qh.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=0.03, rtol=0)
     torch.testing.assert_close(qh, h, atol=0.03, rtol=0)
+    assert torch.equal(full, unpacked) and torch.equal(fh, uh)
     assert bool((got[1, 3:] == 0).all()) and bool((got[3, 1:] == 0).all())
     # The per-step cells (for decoders) follow the float cells too.
     zeros = (torch.zeros(4, 10), torch.zeros(4, 10))
@@ -65,14 +77,19 @@ def test_int8_lstm_follows_the_float_layer_and_keeps_padding_zero():
     torch.testing.assert_close(q_state, state, atol=0.03, rtol=0)
 
 
-def test_quantized_seq2seq_scores_like_the_float_model_and_leaves_it_alone():
-    from torch import nn
+def _model_converters():
+    from seqlab.compress import bfloat16_compute, quantize_dynamic
 
-    from seqlab.compress import quantize_dynamic
+    return [quantize_dynamic, bfloat16_compute]
+
+
+@pytest.mark.parametrize("convert", _model_converters())
+def test_low_precision_seq2seq_scores_like_the_float_model_and_leaves_it_alone(convert):
+    from torch import nn
 
     model = _seq2seq()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    q = quantize_dynamic(model)
+    q = convert(model)
     assert not any(isinstance(m, nn.Linear) for m in q.modules())
     src, src_len = torch.randint(4, 9, (5, 6)), torch.tensor([6, 2, 4, 5, 1])
     tgt = torch.randint(3, 7, (5, 4))
@@ -90,3 +107,19 @@ def test_quantized_seq2seq_scores_like_the_float_model_and_leaves_it_alone():
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_bf16_linear_takes_any_leading_shape_and_returns_float32():
+    from torch import nn
+
+    from seqlab.compress.bfloat16 import BF16Linear
+
+    torch.manual_seed(0)
+    linear = nn.Linear(5, 3)
+    b = BF16Linear(linear)
+    x = torch.randn(2, 4, 5)
+    with torch.no_grad():
+        want = torch.nn.functional.linear(x.bfloat16().float(), linear.weight.bfloat16().float(), linear.bias)
+        got = b(x)
+    assert got.shape == (2, 4, 3) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=2e-2, rtol=1e-2)

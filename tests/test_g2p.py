@@ -12,10 +12,21 @@ from seqlab.tasks.g2p import (
     PRETRAINED,
     PRETRAINED_FAST,
     G2PModel,
+    _batches,
     load_pretrained,
     normalize_word,
 )
 from seqlab.train import Trainer
+
+
+def test_decoding_batches_hold_words_of_one_length_shortest_first():
+    words = ["abc", "a", "de", "fgh", "ij", "k", "lmn", "op"]
+    batches = _batches(words, 2)
+    assert sorted(i for b in batches for i in b) == list(range(len(words)))
+    assert all(0 < len(b) <= 2 and len({len(words[i]) for i in b}) == 1 for b in batches)
+    assert [len(words[b[0]]) for b in batches] == [1, 2, 2, 3, 3]
+    with pytest.raises(ValueError, match="batch_size"):
+        _batches(words, 0)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +90,7 @@ def test_g2p_command_bad_input_is_one_line(checkpoint, word, message):
     assert run.stderr.startswith("seqlab: error:")
 
 
-@pytest.mark.parametrize("compute", [[], ["--int8-compute"]])
+@pytest.mark.parametrize("compute", [[], ["--int8-compute"], ["--bf16-compute"]])
 def test_predict_command(checkpoint, tmp_path, compute):
     (tmp_path / "in.txt").write_text("abc\n\nHEAD\ncafé\n")
     run = _seqlab("predict", "g2p", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.tsv"),
@@ -148,14 +159,15 @@ def _bench_module():
     return bench
 
 
-def test_bench_g2p_decodes_each_model_in_float32_and_int8(checkpoint):
+def test_bench_g2p_decodes_each_model_in_float32_int8_and_bf16(checkpoint):
     import argparse
 
     bench = _bench_module()
     model = G2PModel.from_checkpoint(checkpoint)
-    systems = bench._systems(model, argparse.Namespace(member=checkpoint, int8=True))
-    assert [name for name, _, _ in systems] == ["seqlab", "seqlab, int8", "seqlab (one model)",
-                                                "seqlab (one model), int8"]
+    systems = bench._systems(model, argparse.Namespace(member=checkpoint, int8=True, bf16=True))
+    assert [name for name, _, _ in systems] == ["seqlab", "seqlab, int8", "seqlab, bf16", "seqlab (one model)",
+                                                "seqlab (one model), int8", "seqlab (one model), bf16"]
+    assert [s.meta.get("compute") for _, s, _ in systems[:3]] == [None, "int8", "bfloat16"]
     words = ["abc", "hgfe", "dd"]
     for _, system, meta in systems:
         assert meta["task"] == "g2p"

@@ -111,6 +111,19 @@ def test_native_path_shares_parameters():
     assert not torch.allclose(before, layer(x)[0])
 
 
+@pytest.mark.parametrize("name", [n for n, c in CELLS.items() if c.native])
+def test_native_path_runs_full_length_batches_unpacked(name):
+    """Lengths that pad nothing give the unpacked kernel's result exactly."""
+    torch.manual_seed(0)
+    layer = Recurrent(name, 3, 4, 2, bidirectional=True)
+    x = torch.randn(6, 4, 3)
+    out, final = layer(x, lengths=torch.full((4,), 6))
+    want, want_final = layer(x)
+    assert torch.equal(out, want)
+    for a, b in zip(_as_tuple(final), _as_tuple(want_final)):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_packed_equals_padded_with_lengths(name):
     torch.manual_seed(0)

@@ -50,6 +50,21 @@ def test_teacher_forcing_equals_step_by_step(overrides):
             torch.testing.assert_close(weights[:, t], w, atol=1e-6, rtol=1e-5)
 
 
+def test_inference_steps_look_up_projected_embeddings_instead_of_projecting():
+    """Without input feeding, eval-mode states carry the first layer's projection of every embedding."""
+    model = _model(input_feeding=False)
+    src, src_len, tgt = _batch()
+    state = model.encode(src, src_len)
+    cell = model.decoder.rnn.cells[0]
+    torch.testing.assert_close(state.inputs, cell.project(model.decoder.embed.weight))
+    looked_up, _ = model.step(tgt[:, 1], state)
+    computed, _ = model.step(tgt[:, 1], state._replace(inputs=None))
+    torch.testing.assert_close(looked_up, computed)
+    assert state.select(torch.tensor([2, 0])).inputs is state.inputs
+    assert model.train().encode(src, src_len).inputs is None  # dropout must see each embedding
+    assert _model().encode(src, src_len).inputs is None  # input feeding: the input depends on h̃_{t-1}
+
+
 @pytest.mark.parametrize("overrides", CONFIGS[:3])
 def test_attention_is_a_distribution_over_real_letters(overrides):
     model = _model(**overrides)

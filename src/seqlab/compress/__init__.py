@@ -1,6 +1,7 @@
-"""Making trained networks smaller and faster: int8 storage (quant) and int8 compute (dynamic)."""
+"""Making trained networks smaller and faster: int8 storage (quant), int8 compute (dynamic), bf16 compute."""
 
+from .bfloat16 import bf16_is_fast, bfloat16_compute
 from .dynamic import quantize_dynamic
 from .quant import dequantize_state, quantize_state
 
-__all__ = ["quantize_state", "dequantize_state", "quantize_dynamic"]
+__all__ = ["quantize_state", "dequantize_state", "quantize_dynamic", "bfloat16_compute", "bf16_is_fast"]

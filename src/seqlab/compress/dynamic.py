@@ -100,15 +100,18 @@ class Int8LSTM(nn.Module):
             self.cells = nn.ModuleList(Int8LSTMCell(c) for c in rnn.cells)
 
     def forward(self, x: Tensor, state=None, lengths: Tensor | None = None):
-        time_dim = 1 if self.batch_first else 0
-        total = x.shape[time_dim]
-        hx = tuple(state) if state is not None else None
-        if lengths is None:
-            return self.lstm(x, hx)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
-        output, final = self.lstm(packed, hx)
-        output, _ = pad_packed_sequence(output, batch_first=self.batch_first, total_length=total)
-        return output, final
+        return run_native(self.lstm, x, tuple(state) if state is not None else None, lengths, self.batch_first)
+
+
+def run_native(rnn: nn.Module, x: Tensor, hx, lengths: Tensor | None, batch_first: bool):
+    """A torch ``nn.LSTM``-like module over a padded batch: packed by ``lengths`` unless no row is padded."""
+    total = x.shape[1 if batch_first else 0]
+    if lengths is None or bool((lengths == total).all()):
+        return rnn(x, hx)
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=batch_first, enforce_sorted=False)
+    output, final = rnn(packed, hx)
+    output, _ = pad_packed_sequence(output, batch_first=batch_first, total_length=total)
+    return output, final
 
 
 def quantize_dynamic(model: nn.Module) -> nn.Module:

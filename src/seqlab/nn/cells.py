@@ -212,7 +212,7 @@ class LSTMCell(_GatedCell):
 
     def step(self, xp: Tensor, state: State) -> State:
         h_tm1, c_tm1 = state
-        a = xp + F.linear(h_tm1, self.weight_hh)
+        a = torch.addmm(xp, h_tm1, self.weight_hh.t()) if xp.dim() == 2 else xp + F.linear(h_tm1, self.weight_hh)
         i, f, g, o = a.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)

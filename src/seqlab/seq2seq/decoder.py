@@ -42,6 +42,9 @@ class DecoderState(NamedTuple):
     feed: ``(B, H)`` previous attentional state ``h̃_{t-1}`` (input feeding).
     memory: ``(B, S, M)`` encoder outputs; cache: attention's ``precompute(memory)``.
     mask: ``(B, S)`` True at real source positions.
+    inputs: ``(V, G)`` the first layer's input projection of every target
+    symbol's embedding, or None: a lookup table that replaces embedding and
+    projection at each step (inference without input feeding); not per row.
     """
 
     rnn: tuple[Tensor, ...]
@@ -49,6 +52,7 @@ class DecoderState(NamedTuple):
     memory: Tensor
     cache: Tensor
     mask: Tensor
+    inputs: Tensor | None = None
 
     def select(self, index: Tensor) -> DecoderState:
         """Rows ``index`` of the batch (for beam search)."""
@@ -58,6 +62,7 @@ class DecoderState(NamedTuple):
             memory=self.memory.index_select(0, index),
             cache=self.cache.index_select(0, index),
             mask=self.mask.index_select(0, index),
+            inputs=self.inputs,
         )
 
 
@@ -106,24 +111,32 @@ class AttentionDecoder(nn.Module):
         zeros = torch.zeros_like(h0)
         rnn = (h0.contiguous(),) + tuple(zeros for _ in range(self.rnn.state_size - 1))
         cache = self.attention.precompute(memory) if self.attention is not None else memory
-        return DecoderState(rnn=rnn, feed=memory.new_zeros(B, self.hidden_size), memory=memory, cache=cache, mask=mask)
+        # Without input feeding or dropout, the first layer's input at a step depends on y_{t-1} alone:
+        # project all V embeddings once (V rows, fewer than a batch's steps) and look them up.
+        inputs = None if self.input_feeding or self.training else self.rnn.cells[0].project(self.embed.weight)
+        return DecoderState(rnn=rnn, feed=memory.new_zeros(B, self.hidden_size), memory=memory, cache=cache,
+                            mask=mask, inputs=inputs)
 
     # ------------------------------------------------------------------- step
 
     def step(self, y_prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
         """One step: ``y_prev (B,)`` -> ``(logits (B, V), state, attention weights (B, S) or None)``."""
-        x = self.embed(y_prev)  # (B, E)
-        if self.input_feeding:
-            x = torch.cat([x, state.feed], dim=-1)  # (B, E + H)
-        x = self.dropout(x)
+        if state.inputs is not None:
+            x = None
+        else:
+            x = self.embed(y_prev)  # (B, E)
+            if self.input_feeding:
+                x = torch.cat([x, state.feed], dim=-1)  # (B, E + H)
+            x = self.dropout(x)
         new_rnn = []
         for layer, cell in enumerate(self.rnn.cells):
-            s = cell.step(cell.project(x), tuple(c[layer] for c in state.rnn))
+            xp = state.inputs.index_select(0, y_prev) if x is None else cell.project(x)  # (B, G)
+            s = cell.step(xp, tuple(c[layer] for c in state.rnn))
             new_rnn.append(s)
             x = s[0] if layer == self.num_layers - 1 else self.dropout(s[0])  # (B, H)
         rnn = tuple(torch.stack([s[j] for s in new_rnn]) for j in range(self.rnn.state_size))  # (L, B, H) each
         h_tilde, weights = self._attend(x, state)
-        state = DecoderState(rnn=rnn, feed=h_tilde, memory=state.memory, cache=state.cache, mask=state.mask)
+        state = state._replace(rnn=rnn, feed=h_tilde)
         return self.out(self.dropout(h_tilde)), state, weights
 
     def _attend(self, h: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
