@@ -134,7 +134,10 @@ class AttentionDecoder(nn.Module):
             s = cell.step(xp, tuple(c[layer] for c in state.rnn))
             new_rnn.append(s)
             x = s[0] if layer == self.num_layers - 1 else self.dropout(s[0])  # (B, H)
-        rnn = tuple(torch.stack([s[j] for s in new_rnn]) for j in range(self.rnn.state_size))  # (L, B, H) each
+        if len(new_rnn) == 1:  # a view, no copy
+            rnn = tuple(s.unsqueeze(0) for s in new_rnn[0])  # (1, B, H) each
+        else:
+            rnn = tuple(torch.stack([s[j] for s in new_rnn]) for j in range(self.rnn.state_size))  # (L, B, H) each
         h_tilde, weights = self._attend(x, state)
         state = state._replace(rnn=rnn, feed=h_tilde)
         return self.out(self.dropout(h_tilde)), state, weights
