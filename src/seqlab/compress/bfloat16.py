@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..nn.cells import LSTMCell
 from ..nn.recurrent import Recurrent
-from .dynamic import _quiet, run_native
+from .dynamic import ConvertedLSTM, run_native
 
 __all__ = ["bfloat16_compute", "bf16_is_fast", "BF16Linear", "BF16LSTM", "BF16LSTMCell"]
 
@@ -90,7 +90,7 @@ class BF16LSTMCell(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
-class BF16LSTM(nn.Module):
+class BF16LSTM(ConvertedLSTM):
     """A :class:`~seqlab.nn.Recurrent` of LSTM cells running torch's LSTM in bf16; float32 in and out.
 
     ``forward(x, state=None, lengths=None)`` takes and returns what the
@@ -98,20 +98,11 @@ class BF16LSTM(nn.Module):
     for decoders.
     """
 
-    state_size = 2
+    def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
+        return lstm.to(BF16).requires_grad_(False)
 
-    def __init__(self, rnn: Recurrent) -> None:
-        super().__init__()
-        if rnn.cell != "lstm" or rnn.residual:
-            raise ValueError(f"BF16LSTM converts plain LSTM layers, got cell={rnn.cell!r}, residual={rnn.residual}")
-        self.input_size, self.hidden_size = rnn.input_size, rnn.hidden_size
-        self.num_layers, self.num_directions = rnn.num_layers, rnn.num_directions
-        self.batch_first = rnn.batch_first
-        with _quiet():
-            self.lstm = rnn.to_torch().eval().to(BF16)
-        for p in self.lstm.parameters():
-            p.requires_grad_(False)
-        self.cells = nn.ModuleList(BF16LSTMCell(c) for c in rnn.cells)
+    def convert_cell(self, cell: LSTMCell) -> nn.Module:
+        return BF16LSTMCell(cell)
 
     def forward(self, x: Tensor, state=None, lengths: Tensor | None = None):
         hx = tuple(s.to(BF16) for s in state) if state is not None else None

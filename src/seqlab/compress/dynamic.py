@@ -78,12 +78,11 @@ class Int8LSTMCell(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
-class Int8LSTM(nn.Module):
-    """A :class:`~seqlab.nn.Recurrent` of LSTM cells running in int8: same ``forward`` arguments and outputs.
+class ConvertedLSTM(nn.Module):
+    """A :class:`~seqlab.nn.Recurrent` of plain LSTM cells as torch's LSTM in another number format.
 
-    ``forward(x, state=None, lengths=None)`` runs torch's dynamically
-    quantised LSTM (packed by ``lengths``); ``cells`` are per-step
-    :class:`Int8LSTMCell` copies for decoders.
+    Subclasses say how to convert the whole-sequence ``nn.LSTM`` (``lstm``)
+    and each per-step cell (``cells``, for decoders).
     """
 
     state_size = 2
@@ -91,13 +90,35 @@ class Int8LSTM(nn.Module):
     def __init__(self, rnn: Recurrent) -> None:
         super().__init__()
         if rnn.cell != "lstm" or rnn.residual:
-            raise ValueError(f"Int8LSTM converts plain LSTM layers, got cell={rnn.cell!r}, residual={rnn.residual}")
+            raise ValueError(f"{type(self).__name__} converts plain LSTM layers, got cell={rnn.cell!r}, "
+                             f"residual={rnn.residual}")
         self.input_size, self.hidden_size = rnn.input_size, rnn.hidden_size
         self.num_layers, self.num_directions = rnn.num_layers, rnn.num_directions
         self.batch_first = rnn.batch_first
         with _quiet():
-            self.lstm = _convert(rnn.to_torch().eval(), {nn.LSTM})
-            self.cells = nn.ModuleList(Int8LSTMCell(c) for c in rnn.cells)
+            self.lstm = self.convert_lstm(rnn.to_torch().eval())
+            self.cells = nn.ModuleList(self.convert_cell(c) for c in rnn.cells)
+
+    def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
+        raise NotImplementedError
+
+    def convert_cell(self, cell: LSTMCell) -> nn.Module:
+        raise NotImplementedError
+
+
+class Int8LSTM(ConvertedLSTM):
+    """A :class:`~seqlab.nn.Recurrent` of LSTM cells running in int8: same ``forward`` arguments and outputs.
+
+    ``forward(x, state=None, lengths=None)`` runs torch's dynamically
+    quantised LSTM (packed by ``lengths``); ``cells`` are per-step
+    :class:`Int8LSTMCell` copies for decoders.
+    """
+
+    def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
+        return _convert(lstm, {nn.LSTM})
+
+    def convert_cell(self, cell: LSTMCell) -> nn.Module:
+        return Int8LSTMCell(cell)
 
     def forward(self, x: Tensor, state=None, lengths: Tensor | None = None):
         return run_native(self.lstm, x, tuple(state) if state is not None else None, lengths, self.batch_first)
