@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -c constraints-cpu.txt -e '.[dev]'
+	@# Build seqlab's fused CPU kernels now rather than at first use (about a minute; without a
+	@# compiler this prints one line and everything runs on the PyTorch path).
+	$(BIN)/python -c "from seqlab.nn import _kernels; _kernels.load()"
 	touch $(STAMP)
 
 # tests/test_browser.py drives the system's Chromium through Playwright (never a

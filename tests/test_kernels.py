@@ -191,6 +191,50 @@ def test_step_gemm_rejects_a_kind_the_build_lacks():
     assert kernels.step_gemm() in ("panel", "panel512", "mkl", "auto", "blas")
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_lstm_step_without_autograd_takes_the_compiled_pointwise_pass(dtype):
+    from seqlab.nn.cells import LSTMCell
+
+    torch.manual_seed(0)
+    cell = LSTMCell(3, 5).to(dtype)
+    x, h, c = torch.randn(4, 3, dtype=dtype), torch.randn(4, 5, dtype=dtype), torch.randn(4, 5, dtype=dtype)
+    want = cell.step(cell.project(x), (h, c))  # autograd records: PyTorch ops
+    assert want[0].requires_grad
+    with torch.no_grad():
+        a = cell.project(x) + h @ cell.weight_hh.t()
+        got = _kernels.load().lstm_pointwise(a, c)
+        via_cell = cell.step(cell.project(x), (h, c))
+    tol = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    for g, v, w in zip(got, via_cell, want):
+        torch.testing.assert_close(g, w.detach(), **tol)
+        assert torch.equal(v, g)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", ["dot", "general"])
+def test_attention_step_without_autograd_takes_the_compiled_pass(kind, dtype):
+    from seqlab.nn.attention import make_attention
+
+    torch.manual_seed(0)
+    attention = make_attention(kind, 6, 6).to(dtype)
+    query, memory = torch.randn(4, 6, dtype=dtype), torch.randn(4, 5, 6, dtype=dtype)
+    mask = torch.arange(5) < torch.tensor([5, 2, 4, 1]).unsqueeze(1)
+    cache = attention.precompute(memory).detach()
+    want = attention(query.requires_grad_(), memory, memory, mask, cache=cache)  # PyTorch ops
+    with torch.no_grad():
+        got = attention(query, memory, memory, mask, cache=cache)
+        unmasked = attention(query, memory, memory, None, cache=cache)
+        kernel = _kernels.load().dot_attention(query, cache, memory, mask)
+    tol = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    for g, k, w in zip(got, kernel, want):
+        torch.testing.assert_close(g, w.detach(), **tol)
+        assert torch.equal(g, k)
+    assert bool((got[1][~mask] == 0).all())
+    torch.testing.assert_close(unmasked[1].sum(1), torch.ones(4, dtype=dtype))
+    with pytest.raises(RuntimeError, match="dot_attention shapes"):
+        _kernels.load().dot_attention(query, cache[:, :4], memory, mask)
+
+
 @pytest.mark.parametrize("name", ["peephole", "sru"])
 def test_input_without_grad_gets_none_and_weights_match(name):
     """x that needs no gradient (raw features): the kernels skip dx and the weights' gradients stay exact."""

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nn.cells import LSTMCell
+from ..nn.cells import LSTMCell, lstm_update
 from ..nn.recurrent import Recurrent
 from .dynamic import ConvertedLSTM, run_native
 
@@ -85,9 +85,8 @@ class BF16LSTMCell(nn.Module):
 
     def step(self, xp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h_tm1, c_tm1 = state
-        i, f, g, o = (xp + F.linear(h_tm1.to(BF16), self.weight_hh)).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        a = xp + F.linear(h_tm1.to(BF16), self.weight_hh)  # float32 + bf16 -> float32
+        return lstm_update(a, c_tm1)
 
 
 class BF16LSTM(ConvertedLSTM):

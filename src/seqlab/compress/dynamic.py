@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..nn.cells import LSTMCell
+from ..nn.cells import LSTMCell, lstm_update
 from ..nn.recurrent import Recurrent
 
 __all__ = ["quantize_dynamic", "Int8LSTM", "Int8LSTMCell"]
@@ -73,9 +73,8 @@ class Int8LSTMCell(nn.Module):
 
     def step(self, xp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h_tm1, c_tm1 = state
-        i, f, g, o = (xp + self.hh(h_tm1)).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        a = xp + self.hh(h_tm1)
+        return lstm_update(a, c_tm1)
 
 
 class ConvertedLSTM(nn.Module):

@@ -45,7 +45,13 @@ class Attention(nn.Module, abc.ABC):
     """Base class: masking, softmax and the weighted sum shared by every score.
 
     Subclasses implement ``precompute(keys)`` and ``_score(query (B, T, Hq), cache) -> (B, T, S)``.
+    Those whose score is the dot product of the query with the cache set
+    ``dot_scores``: a decoder step without autograd then runs as one compiled
+    pass per row (``dot_attention`` in seqlab's kernels) instead of batched
+    matrix products of one row each.
     """
+
+    dot_scores = False
 
     @abc.abstractmethod
     def precompute(self, keys: Tensor) -> Tensor:
@@ -85,13 +91,21 @@ class Attention(nn.Module, abc.ABC):
             raise ValueError(f"expected query (B={B}, Hq) or (B={B}, T, Hq), got shape {tuple(query.shape)}")
         if values.shape[:2] != (B, S):
             raise ValueError(f"expected values (B={B}, S={S}, Hv), got shape {tuple(values.shape)}")
+        if mask is not None and mask.shape != (B, S):
+            raise ValueError(f"expected mask (B={B}, S={S}), got shape {tuple(mask.shape)}")
         one_step = query.dim() == 2
+        if one_step and self.dot_scores and query.shape[1] == cache.shape[2]:
+            from ._kernels.build import inference_kernels
+
+            kernels = inference_kernels(query, cache, values)
+            if kernels is not None:
+                real = mask if mask is not None else torch.ones(B, S, dtype=torch.bool, device=query.device)
+                context, weights = kernels.dot_attention(query, cache, values, real.bool())
+                return context, weights
         if one_step:
             query = query.unsqueeze(1)  # (B, 1, Hq)
         scores = self._score(query, cache)  # (B, T, S)
         if mask is not None:
-            if mask.shape != (B, S):
-                raise ValueError(f"expected mask (B={B}, S={S}), got shape {tuple(mask.shape)}")
             # exp(-inf) = 0: padded positions get weight exactly 0, not just a small one.
             scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)  # (B, T, S)
@@ -148,6 +162,8 @@ class DotAttention(Attention):
     parameters, and the cache is the keys themselves.
     """
 
+    dot_scores = True
+
     def precompute(self, keys: Tensor) -> Tensor:
         """The keys themselves: ``(B, S, Hk)``."""
         return keys
@@ -173,6 +189,8 @@ class GeneralAttention(Attention):
     ``W_a`` is ``(Hq, Hk)``.  ``precompute`` returns ``W_a h̄_s`` for every
     source position, so each decoder step is one dot product per position.
     """
+
+    dot_scores = True
 
     def __init__(self, query_size: int, key_size: int) -> None:
         super().__init__()

@@ -180,6 +180,26 @@ class _GatedCell(RecurrentCell):
         init.orthogonal_(self.weight_hh, self.gates)
 
 
+def lstm_update(a: Tensor, c_tm1: Tensor) -> tuple[Tensor, Tensor]:
+    """``(h, c)`` of an LSTM step from its gate pre-activations ``a = [a_i a_f a_g a_o]`` and ``c_{t-1}``.
+
+    When autograd does not record, one compiled pass over ``(B, 4H)``
+    (``lstm_pointwise`` in seqlab's kernels) replaces the chain of PyTorch
+    ops below; the two agree to float rounding.
+    """
+    if a.dim() == 2:
+        from ._kernels.build import inference_kernels  # here: the kernels package imports this module
+
+        kernels = inference_kernels(a, c_tm1)
+        if kernels is not None:
+            h, c = kernels.lstm_pointwise(a, c_tm1)
+            return h, c
+    i, f, g, o = a.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return h, c
+
+
 class LSTMCell(_GatedCell):
     """Standard LSTM (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
 
@@ -213,10 +233,7 @@ class LSTMCell(_GatedCell):
     def step(self, xp: Tensor, state: State) -> State:
         h_tm1, c_tm1 = state
         a = torch.addmm(xp, h_tm1, self.weight_hh.t()) if xp.dim() == 2 else xp + F.linear(h_tm1, self.weight_hh)
-        i, f, g, o = a.chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, c
+        return lstm_update(a, c_tm1)
 
 
 class PeepholeLSTMCell(_GatedCell):

@@ -5,7 +5,8 @@ The search never looks inside the decoder.  It talks to it through the
 of a batch, ``reorder_state`` selects (and repeats) rows of the opaque
 decoder state.  Rows are sentences for greedy search and sentences × beams,
 ``(B * K, ·)``, for beam search; sentences that are done are dropped from the
-batch, so later steps only pay for the sentences still being searched.
+batch, so later steps only pay for the sentences still being searched (greedy
+search waits until a quarter of its rows are done: each drop copies the state).
 
 Conventions shared by both searches:
 
@@ -29,6 +30,10 @@ from torch import Tensor
 __all__ = ["Stepper", "SearchResult", "greedy_search", "beam_search", "generate"]
 
 State = Any
+
+# Greedy search drops finished sentences from the batch once they are this fraction of it: dropping
+# copies the whole decoder state, while a finished row left in costs a little at every step.
+DROP_FINISHED_AT = 0.25
 
 
 class Stepper(Protocol):
@@ -125,6 +130,7 @@ def greedy_search(
     tokens: list[list[int]] = [[] for _ in range(batch_size)]
     scores: Tensor | None = None
 
+    gone = torch.zeros(batch_size, dtype=torch.bool, device=device)  # (n,) finished rows still in the batch
     for t in range(int(caps.max()) + 1):
         log_probs, state = decoder.step(y_prev, state)  # (n, V)
         _check_log_probs(log_probs, active.numel())
@@ -134,18 +140,21 @@ def greedy_search(
         choice = log_probs.argmax(dim=1).masked_fill(caps <= t, eos)  # (n,)
         running = running + log_probs.gather(1, choice.unsqueeze(1)).squeeze(1)  # (n,)
 
-        done = choice == eos  # (n,)
+        done = (choice == eos) & ~gone  # (n,) finished at this step
         if bool(done.any()):
             rows = done.nonzero().squeeze(1)
             scores[active[rows]] = running[rows]
             for i, hyp in zip(active[rows].tolist(), history[rows].tolist()):
                 tokens[i] = hyp
-            if bool(done.all()):
+            gone = gone | done
+            n_gone = int(gone.sum())
+            if n_gone == gone.numel():
                 break
-            keep = (~done).nonzero().squeeze(1)  # (n',)
-            state = decoder.reorder_state(state, keep)
-            active, caps, running = active[keep], caps[keep], running[keep]
-            choice, history = choice[keep], history[keep]
+            if n_gone >= DROP_FINISHED_AT * gone.numel():
+                keep = (~gone).nonzero().squeeze(1)  # (n',)
+                state = decoder.reorder_state(state, keep)
+                active, caps, running, gone = active[keep], caps[keep], running[keep], gone[keep]
+                choice, history = choice[keep], history[keep]
         history = torch.cat([history, choice.unsqueeze(1)], dim=1)  # (n, t + 1)
         y_prev = choice
     return SearchResult(tokens=tokens, scores=scores)

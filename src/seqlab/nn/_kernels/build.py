@@ -30,7 +30,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["load", "cache_dir", "DISABLE_ENV", "CACHE_ENV"]
+__all__ = ["load", "inference_kernels", "cache_dir", "DISABLE_ENV", "CACHE_ENV"]
 
 DISABLE_ENV = "SEQLAB_NO_KERNELS"
 CACHE_ENV = "SEQLAB_KERNEL_CACHE"
@@ -123,3 +123,16 @@ def load() -> ModuleType | None:
     except Exception as err:  # any build or load failure means: use the reference path
         _log.warning(f"seqlab: fused kernels unavailable ({_one_line(err)}); using the PyTorch reference path")
         return None
+
+
+def inference_kernels(*tensors: torch.Tensor) -> ModuleType | None:
+    """The compiled module for an inference-only kernel on ``tensors``, or ``None`` to use PyTorch ops.
+
+    Inference only: ``None`` while autograd records any of them (the kernels
+    have no backward), and for anything but float32/float64 CPU tensors.
+    """
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return None
+    if any(t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) for t in tensors):
+        return None
+    return load()

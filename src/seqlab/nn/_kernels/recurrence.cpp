@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -1611,6 +1612,107 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   return result;
 }
 
+// ---------------------------------------------------------------------------
+// Decoder steps (inference, one token at a time): the pointwise part of an
+// LSTM step and a dot-product attention step, each one pass over memory
+// instead of a chain of ATen ops with a tensor between each two.
+// ---------------------------------------------------------------------------
+
+// a (B, 4H) gate pre-activations in the order i, f, g, o; c (B, H) the cell entering the step.
+// Writes h, c' of the step: c' = σ(a_f) c + σ(a_i) tanh(a_g), h = σ(a_o) tanh(c').
+template <typename T>
+void lstm_pointwise_rows(const T* a, const T* c, T* h, T* c_new, int64_t B, int64_t H) {
+  using A = Act<T>;
+  for_units(0, B, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
+    const T *x = a + b * 4 * H, *c_b = c + b * H;
+    T *h_b = h + b * H, *n_b = c_new + b * H;
+#pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+      const T cell = A::sigmoid(x[H + j]) * c_b[j] + A::sigmoid(x[j]) * A::tanh(x[2 * H + j]);
+      n_b[j] = cell;
+      h_b[j] = A::sigmoid(x[3 * H + j]) * A::tanh(cell);
+    }
+  });
+}
+
+std::vector<Tensor> lstm_pointwise(const Tensor& a_in, const Tensor& c_in) {
+  const Tensor a = a_in.contiguous(), c = c_in.contiguous();
+  TORCH_CHECK(a.dim() == 2 && c.dim() == 2 && a.size(0) == c.size(0) && a.size(1) == 4 * c.size(1),
+              "seqlab kernels: lstm_pointwise needs a (B, 4H) and c (B, H), got ", a.sizes(), " and ", c.sizes());
+  TORCH_CHECK(a.scalar_type() == c.scalar_type() && a.device().is_cpu() && c.device().is_cpu(),
+              "seqlab kernels: lstm_pointwise needs CPU tensors of one dtype");
+  const int64_t B = c.size(0), H = c.size(1);
+  Tensor h = fresh({B, H}, c.options()), c_new = fresh({B, H}, c.options());  // pooled: no page faults per step
+  pybind11::gil_scoped_release no_gil;
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "seqlab_lstm_pointwise", [&] {
+    lstm_pointwise_rows<scalar_t>(a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
+                                  c_new.data_ptr<scalar_t>(), B, H);
+  });
+  return {h, c_new};
+}
+
+// One query per row against its own keys and values:
+//   e_s = q · k_s at real positions (mask true), α = softmax(e) (0 at padding), context = Σ_s α_s v_s.
+// A row without a real position gets NaN weights and context, as torch's softmax gives.
+template <typename T>
+void dot_attention_rows(const T* q, const T* keys, const T* values, const bool* real, T* context, T* weights,
+                        int64_t B, int64_t S, int64_t D, int64_t M) {
+  for_rows(0, B, S * (D + M), [&](int64_t b) {
+    const T* q_b = q + b * D;
+    const bool* real_b = real + b * S;
+    T *w = weights + b * S, *ctx = context + b * M;
+    T top = -std::numeric_limits<T>::infinity();
+    for (int64_t s = 0; s < S; ++s) {
+      if (!real_b[s]) continue;
+      const T* k = keys + (b * S + s) * D;
+      T e = 0;
+#pragma omp simd reduction(+ : e)
+      for (int64_t d = 0; d < D; ++d) e += q_b[d] * k[d];
+      w[s] = e;
+      top = std::max(top, e);
+    }
+    T total = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      w[s] = real_b[s] ? std::exp(w[s] - top) : T(0);
+      total += w[s];
+    }
+    const T nan = std::numeric_limits<T>::quiet_NaN();
+    std::fill(ctx, ctx + M, total > 0 ? T(0) : nan);
+    for (int64_t s = 0; s < S; ++s) {
+      w[s] = total > 0 ? w[s] / total : nan;
+      if (!(w[s] != T(0))) continue;  // padding (exactly 0) or a row without real positions (NaN)
+      const T alpha = w[s];
+      const T* v = values + (b * S + s) * M;
+#pragma omp simd
+      for (int64_t m = 0; m < M; ++m) ctx[m] += alpha * v[m];
+    }
+  });
+}
+
+// q (B, D), keys (B, S, D), values (B, S, M), mask (B, S) bool -> {context (B, M), weights (B, S)}.
+std::vector<Tensor> dot_attention(const Tensor& q_in, const Tensor& keys_in, const Tensor& values_in,
+                                  const Tensor& mask_in) {
+  const Tensor q = q_in.contiguous(), keys = keys_in.contiguous(), values = values_in.contiguous();
+  const Tensor mask = mask_in.contiguous();
+  TORCH_CHECK(q.dim() == 2 && keys.dim() == 3 && values.dim() == 3 && mask.dim() == 2,
+              "seqlab kernels: dot_attention needs q (B, D), keys (B, S, D), values (B, S, M), mask (B, S)");
+  const int64_t B = q.size(0), D = q.size(1), S = keys.size(1), M = values.size(2);
+  TORCH_CHECK(keys.size(0) == B && keys.size(2) == D && values.size(0) == B && values.size(1) == S &&
+                  mask.size(0) == B && mask.size(1) == S && mask.scalar_type() == at::kBool,
+              "seqlab kernels: dot_attention shapes do not match: q ", q.sizes(), ", keys ", keys.sizes(),
+              ", values ", values.sizes(), ", mask ", mask.sizes());
+  TORCH_CHECK(keys.scalar_type() == q.scalar_type() && values.scalar_type() == q.scalar_type() && q.device().is_cpu(),
+              "seqlab kernels: dot_attention needs CPU tensors of one dtype");
+  Tensor context = fresh({B, M}, q.options()), weights = fresh({B, S}, q.options());
+  pybind11::gil_scoped_release no_gil;
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "seqlab_dot_attention", [&] {
+    dot_attention_rows<scalar_t>(q.data_ptr<scalar_t>(), keys.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(),
+                                 mask.data_ptr<bool>(), context.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
+                                 B, S, D, M);
+  });
+  return {context, weights};
+}
+
 // The float step GEMM: "panel" (seqlab's AVX2 kernel), "panel512" (its AVX-512 form), "mkl"
 // (MKL's packed GEMM), "auto" (panel512 or mkl by the weights' size) or "blas" (a BLAS call per
 // step); sets it when ``name`` is one that this build has, and returns the current one.
@@ -1656,6 +1758,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "seqlab's fused CPU recurrences (forward and backward through time)";
   m.def("forward", &seqlab::forward, "one layer and direction of a cell over the sequence, input projection included");
   m.def("backward", &seqlab::backward, "backpropagation through time for one layer and direction");
+  m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
+  m.def("dot_attention", &seqlab::dot_attention, "one query per row: masked softmax of dot products, weighted sum");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
   m.def("step_gemm", &seqlab::step_gemm, pybind11::arg("name") = "",
         "the float per-step GEMM (panel, panel512, mkl, auto or blas); sets it when a name is given");
