@@ -141,6 +141,16 @@ def test_shipped_fast_model_pronounces_hello_world_greedily():
     assert all(tuple(p.split()) in lexicon[w] for w, p in printed)
 
 
+def test_g2p_command_computes_in_bf16_on_request():
+    model = load_pretrained(fast=True).bfloat16()
+    assert model.meta["compute"] == "bfloat16"
+    run = _seqlab("g2p", "--fast", "--bf16-compute", "hello", "world")
+    assert run.returncode == 0, run.stderr
+    assert [line.split("\t")[1].split() for line in run.stdout.splitlines()] == model.pronounce(["hello", "world"])
+    both = _seqlab("g2p", "--fast", "--bf16-compute", "--int8-compute", "hello")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
 def test_fast_and_checkpoint_exclude_each_other(checkpoint):
     run = _seqlab("g2p", "--fast", "--checkpoint", str(checkpoint), "hello")
     assert run.returncode == 2 and "not allowed with argument" in run.stderr

@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g2p.add_argument("words", nargs="+", metavar="WORD")
     _add_model_options(g2p)
+    _add_compute_options(g2p)
     g2p.add_argument("--plot", metavar="FILE.png", help="write the attention heatmap of each word")
     g2p.set_defaults(func=_cmd_g2p)
 
