@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from seqlab.data import pad_sequences
+from seqlab.errors import SeqlabError
 from seqlab.serve import BackgroundServer, ServeConfig, create_app, pronounce_with_attention
 from seqlab.serve.app import _Batcher
 from seqlab.tasks.g2p import load_pretrained, normalize_word
@@ -188,3 +189,15 @@ def test_fast_serves_the_shipped_distilled_model_greedily():
         body = _post(url, {"words": ["phoneme"]}).json()
     assert info["model"]["checkpoint"] == "shipped (fast)" and info["model"]["ensemble_members"] is None
     assert info["beam"] == 1 and body["results"][0]["phones"] == fast.pronounce(["phoneme"], beam=1)[0]
+
+
+def test_serves_in_bf16_on_request_and_refuses_an_unknown_compute():
+    fast = load_pretrained(fast=True)
+    with BackgroundServer(create_app(ServeConfig(fast=True, beam=1, compute="bfloat16"))) as url:
+        info = _get(f"{url}/api/info").json()
+        body = _post(url, {"words": ["phoneme"]}).json()
+    assert info["model"]["compute"] == "bfloat16"
+    assert info["model"]["parameters"] == sum(p.numel() for p in fast.model.parameters())
+    assert body["results"][0]["phones"] == fast.bfloat16().pronounce(["phoneme"], beam=1)[0]
+    with pytest.raises(SeqlabError, match="compute must be one of"):
+        create_app(ServeConfig(fast=True, compute="float16"))

@@ -127,8 +127,7 @@ def _load_g2p(args: argparse.Namespace):
     from .tasks import g2p
 
     model = g2p.load_pretrained(args.checkpoint, fast=args.fast)
-    compute = getattr(args, "compute", "float32")
-    return model.quantized() if compute == "int8" else model.bfloat16() if compute == "bfloat16" else model
+    return model.with_compute(getattr(args, "compute", "float32"))
 
 
 def _add_compute_options(parser: argparse.ArgumentParser) -> None:
@@ -258,7 +257,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeConfig, serve
 
-    config = ServeConfig(checkpoint=args.checkpoint, fast=args.fast, beam=_beam(args), max_words=args.max_words)
+    config = ServeConfig(checkpoint=args.checkpoint, fast=args.fast, beam=_beam(args), max_words=args.max_words,
+                         compute=args.compute)
     serve(config, host=args.host, port=args.port)
     return 0
 
@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     _add_model_options(serve)
+    _add_compute_options(serve)
     serve.add_argument("--max-words", type=_positive_int, default=64, help="most words per request (default: 64)")
     serve.set_defaults(func=_cmd_serve)
 

@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SeqlabError
 from ..tasks.g2p import (
+    COMPUTE,
     MAX_WORD_LENGTH,
     G2PModel,
     load_pretrained,
@@ -85,6 +86,7 @@ class ServeConfig:
     checkpoint: str | None = None  # a checkpoint folder; None: the shipped model
     fast: bool = False  # with no checkpoint: the shipped distilled model instead of the ensemble
     beam: int = 5  # default beam size (a request may ask for 1..MAX_BEAM)
+    compute: str = "float32"  # how the matrix products run: one of COMPUTE (G2PModel.with_compute)
     max_words: int = 64  # most words in one request
     max_body_bytes: int = 16_384  # largest request body
     max_batch_words: int = 1024  # most words the worker decodes in one batch
@@ -92,6 +94,8 @@ class ServeConfig:
     def validate(self) -> None:
         if not 1 <= self.beam <= MAX_BEAM:
             raise SeqlabError(f"beam must be in 1..{MAX_BEAM}, got {self.beam}")
+        if self.compute not in COMPUTE:
+            raise SeqlabError(f"compute must be one of {', '.join(COMPUTE)}, got {self.compute!r}")
         if self.max_words < 1 or self.max_body_bytes < 64 or self.max_batch_words < self.max_words:
             raise SeqlabError("need max_words >= 1, max_body_bytes >= 64 and max_batch_words >= max_words")
 
@@ -267,10 +271,13 @@ def create_app(config: ServeConfig = ServeConfig(), *, model: G2PModel | None = 
     """The FastAPI app; ``model`` overrides ``config.checkpoint`` (tests pass a loaded model)."""
     config.validate()
     model = model if model is not None else load_pretrained(config.checkpoint, fast=config.fast)
+    parameters = sum(p.numel() for p in model.model.parameters())  # before conversion turns weights into buffers
+    model = model.with_compute(config.compute)
     info = {
         "model": {
             "checkpoint": model_label(config.checkpoint, fast=config.fast),
-            "parameters": sum(p.numel() for p in model.model.parameters()),
+            "compute": config.compute,
+            "parameters": parameters,
             "epoch": model.meta.get("epoch"),
             "dev": model.meta.get("metrics"),
             "ensemble_members": len(model.meta.get("members", [])) or None,

@@ -107,6 +107,10 @@ def normalize_word(word: str) -> list[str]:
     return parts
 
 
+# How a model can compute its matrix products (G2PModel.with_compute).
+COMPUTE = ("float32", "int8", "bfloat16")
+
+
 class G2PModel:
     """A trained G2P model (or ensemble) with its vocabularies: words in, phones out."""
 
@@ -192,6 +196,12 @@ class G2PModel:
         meta = {**self.meta, "compute": "bfloat16"}
         return G2PModel(bfloat16_compute(self.model), self.letters, self.phones, meta, rescorer=rescorer,
                         rescore_weight=self.rescore_weight, rescore_length_penalty=self.rescore_length_penalty)
+
+    def with_compute(self, compute: str) -> G2PModel:
+        """This model for ``"float32"``, else its copy computing in ``"int8"`` or ``"bfloat16"``."""
+        if compute not in COMPUTE:
+            raise SeqlabError(f"compute must be one of {', '.join(COMPUTE)}, got {compute!r}")
+        return self if compute == "float32" else self.quantized() if compute == "int8" else self.bfloat16()
 
     def _encode(self, words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_sequences([self.letters.encode(list(w)) for w in words], self.letters.pad)
