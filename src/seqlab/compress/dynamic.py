@@ -23,6 +23,7 @@ converted).  The result is for inference only: it has no gradients.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import warnings
@@ -77,7 +78,7 @@ class Int8LSTMCell(nn.Module):
         return lstm_update(a, c_tm1)
 
 
-class ConvertedLSTM(nn.Module):
+class ConvertedLSTM(nn.Module, abc.ABC):
     """A :class:`~seqlab.nn.Recurrent` of plain LSTM cells as torch's LSTM in another number format.
 
     Subclasses say how to convert the whole-sequence ``nn.LSTM`` (``lstm``)
@@ -98,11 +99,13 @@ class ConvertedLSTM(nn.Module):
             self.lstm = self.convert_lstm(rnn.to_torch().eval())
             self.cells = nn.ModuleList(self.convert_cell(c) for c in rnn.cells)
 
+    @abc.abstractmethod
     def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
-        raise NotImplementedError
+        """The whole-sequence ``nn.LSTM`` in this number format."""
 
+    @abc.abstractmethod
     def convert_cell(self, cell: LSTMCell) -> nn.Module:
-        raise NotImplementedError
+        """One per-step cell with the ``project`` / ``step`` interface, in this number format."""
 
 
 class Int8LSTM(ConvertedLSTM):
