@@ -1,0 +1,165 @@
+"""Where an SRU training step spends its time, against the GEMMs it cannot avoid.
+
+Issue 4 asks SRU to train 3x faster than ``torch.nn.LSTM``; at two of its
+three shapes ``seqlab bench cells`` measures it short of that, above its
+*floor* (the ratio its matrix products alone would reach).  This splits one
+layer of SRU training (float32, the issue's shapes, the compiled CPU kernel)
+into the pieces that can be timed apart and sets each next to the GEMM that
+does the same arithmetic as one ``torch.mm`` over the whole sequence:
+
+- ``forward``: the kernel's training forward (its input projection runs step
+  by step inside the time loop) against ``x W^T``;
+- ``backward without dx``: the pointwise backward loop and ``dW = dxp^T x``
+  against that GEMM alone;
+- ``dx``: what computing ``dx = dxp W`` in the loop adds, against ``dxp W``;
+- ``Recurrent``: the whole step through ``seqlab.nn.Recurrent`` and autograd,
+  against the kernel calls alone (``x.grad`` and the weights' gradients
+  accumulate, as in the cells benchmark).
+
+Every piece runs once per round in a shuffled order; times are medians over
+the rounds after warm-up, and each "over its GEMM" figure is the median of
+the within-round ratio.  Writes ``docs/results/sru_breakdown.md``.
+
+Usage:
+    python benchmarks/sru_breakdown.py [--repeats N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from seqlab.checkpoint import atomic_write_bytes
+from seqlab.nn import Recurrent, _kernels
+from seqlab.nn._kernels.functions import _SPECS
+from seqlab.provenance import cpu_name, git_commit
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES = ((50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128))
+WARMUP = 3
+
+
+def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list[tuple[str, float, float, float]]:
+    T, B, I, H = shape
+    torch.manual_seed(0)
+    model = Recurrent("sru", I, H)
+    cell = model.cells[0]
+    kind, proj, params, options = _SPECS[type(cell)](cell)
+    proj, params = [p.detach() for p in proj], [p.detach() for p in params]
+    x = torch.randn(T, B, I)
+    x_grad = x.clone().requires_grad_(True)
+    grad = torch.randn(T, B, H)
+    state = [torch.zeros(B, H), torch.zeros(B, H)]
+    lengths = torch.full((B,), T, dtype=torch.long)
+    saved = kernels.forward(kind, x, proj, state, params, lengths, False, options, True)[3:]
+    W = proj[0]
+    dxp = torch.randn(T * B, W.shape[0])
+    x2 = x.view(T * B, I)
+
+    def backward(need_dx: bool) -> None:
+        zeros = [torch.zeros(B, H), torch.zeros(B, H)]
+        kernels.backward(kind, grad, zeros, saved, x, proj, params, lengths, False, options, need_dx)
+
+    def kernel_step() -> None:
+        result = kernels.forward(kind, x, proj, state, params, lengths, False, options, True)
+        zeros = [torch.zeros(B, H), torch.zeros(B, H)]
+        kernels.backward(kind, grad, zeros, result[3:], x, proj, params, lengths, False, options, True)
+
+    def recurrent_step() -> None:
+        output, _ = model(x_grad)
+        output.backward(grad)
+
+    pieces: dict[str, Callable[[], object]] = {
+        "forward": lambda: kernels.forward(kind, x, proj, state, params, lengths, False, options, True),
+        "gemm x W^T": lambda: torch.mm(x2, W.t()),
+        "backward without dx": lambda: backward(False),
+        "backward": lambda: backward(True),
+        "gemm dxp^T x": lambda: torch.mm(dxp.t(), x2),
+        "gemm dxp W": lambda: torch.mm(dxp, W),
+        "kernel step": kernel_step,
+        "Recurrent step": recurrent_step,
+    }
+    times: dict[str, list[float]] = {name: [] for name in pieces}
+    order = random.Random(0)
+    for round_ in range(WARMUP + repeats):
+        names = list(pieces)
+        order.shuffle(names)
+        for name in names:
+            start = time.perf_counter()
+            pieces[name]()
+            if round_ >= WARMUP:
+                times[name].append(time.perf_counter() - start)
+
+    def ms(name: str) -> float:
+        return 1000 * statistics.median(times[name])
+
+    def ratio(num: Callable[[int], float], den: Callable[[int], float]) -> float:
+        return statistics.median(num(r) / den(r) for r in range(repeats))
+
+    def t(name: str) -> Callable[[int], float]:
+        return lambda r: times[name][r]
+
+    dx = lambda r: times["backward"][r] - times["backward without dx"][r]  # noqa: E731
+    return [
+        ("forward (projection in the loop)", ms("forward"), ms("gemm x W^T"), ratio(t("forward"), t("gemm x W^T"))),
+        ("backward without dx (loop + dW)", ms("backward without dx"), ms("gemm dxp^T x"),
+         ratio(t("backward without dx"), t("gemm dxp^T x"))),
+        ("dx in the loop", ms("backward") - ms("backward without dx"), ms("gemm dxp W"),
+         ratio(dx, t("gemm dxp W"))),
+        ("Recurrent + autograd", ms("Recurrent step"), ms("kernel step"),
+         ratio(t("Recurrent step"), t("kernel step"))),
+    ]
+
+
+def _render(rows: dict[str, list[tuple[str, float, float, float]]], repeats: int) -> str:
+    lines = [
+        "# SRU training on the CPU: each piece against its GEMM",
+        "",
+        f"Written by `python benchmarks/sru_breakdown.py` on "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC (commit {git_commit(REPO)}), "
+        f"torch {torch.__version__}, {cpu_name()}, {torch.get_num_threads()} torch thread(s). One layer, float32, "
+        f"median of {repeats} rounds after {WARMUP} warm-up rounds. *reference*: the one `torch.mm` that does the "
+        "same arithmetic over the whole sequence (for the last row: the kernel's forward and backward called "
+        "directly, without `Recurrent` and autograd). *over reference*: the median within-round ratio; what "
+        "lies above 1.00x is the time the piece spends besides that GEMM.",
+        "",
+    ]
+    for shape, shape_rows in rows.items():
+        lines += [f"## {shape}", "", "| piece | ms | reference ms | over reference |", "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {t:.2f} | {ref:.2f} | {r:.2f}x |" for name, t, ref, r in shape_rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds per shape (default 30)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="where the page goes")
+    args = parser.parse_args(argv)
+    kernels = _kernels.load()
+    if kernels is None:
+        print("sru_breakdown: seqlab's compiled kernels are not available here (see the notice above)",
+              file=sys.stderr)
+        return 1
+    rows = {}
+    for shape in SHAPES:
+        T, B, I, H = shape
+        print(f"[sru breakdown] T={T}, B={B}, I={I}, H={H}", file=sys.stderr, flush=True)
+        rows[f"T={T}, B={B}, I={I}, H={H}"] = _shape_rows(kernels, shape, args.repeats)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "sru_breakdown.md"
+    atomic_write_bytes(path, _render(rows, args.repeats).encode())
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
