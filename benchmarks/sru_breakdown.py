@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -42,9 +41,8 @@ from seqlab.nn import Recurrent, _kernels
 from seqlab.nn._kernels.functions import _SPECS
 from seqlab.provenance import cpu_name, git_commit
 
-REPO = Path(__file__).resolve().parents[1]
-SHAPES = ((50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128))
-WARMUP = 3
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cells import REPO, SHAPES, WARMUP, _median_ms, _paired_ratio  # noqa: E402  (benchmarks/cells.py)
 
 
 def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list[tuple[str, float, float, float]]:
@@ -59,32 +57,30 @@ def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list
     grad = torch.randn(T, B, H)
     state = [torch.zeros(B, H), torch.zeros(B, H)]
     lengths = torch.full((B,), T, dtype=torch.long)
-    saved = kernels.forward(kind, x, proj, state, params, lengths, False, options, True)[3:]
     W = proj[0]
     dxp = torch.randn(T * B, W.shape[0])
     x2 = x.view(T * B, I)
 
-    def backward(need_dx: bool) -> None:
+    def forward() -> list[torch.Tensor]:
+        return kernels.forward(kind, x, proj, state, params, lengths, False, options, True)
+
+    def backward(saved: list[torch.Tensor], need_dx: bool) -> None:
         zeros = [torch.zeros(B, H), torch.zeros(B, H)]
         kernels.backward(kind, grad, zeros, saved, x, proj, params, lengths, False, options, need_dx)
-
-    def kernel_step() -> None:
-        result = kernels.forward(kind, x, proj, state, params, lengths, False, options, True)
-        zeros = [torch.zeros(B, H), torch.zeros(B, H)]
-        kernels.backward(kind, grad, zeros, result[3:], x, proj, params, lengths, False, options, True)
 
     def recurrent_step() -> None:
         output, _ = model(x_grad)
         output.backward(grad)
 
+    saved = forward()[3:]
     pieces: dict[str, Callable[[], object]] = {
-        "forward": lambda: kernels.forward(kind, x, proj, state, params, lengths, False, options, True),
+        "forward": forward,
         "gemm x W^T": lambda: torch.mm(x2, W.t()),
-        "backward without dx": lambda: backward(False),
-        "backward": lambda: backward(True),
+        "backward without dx": lambda: backward(saved, False),
+        "backward": lambda: backward(saved, True),
         "gemm dxp^T x": lambda: torch.mm(dxp.t(), x2),
         "gemm dxp W": lambda: torch.mm(dxp, W),
-        "kernel step": kernel_step,
+        "kernel step": lambda: backward(forward()[3:], True),
         "Recurrent step": recurrent_step,
     }
     times: dict[str, list[float]] = {name: [] for name in pieces}
@@ -99,23 +95,18 @@ def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list
                 times[name].append(time.perf_counter() - start)
 
     def ms(name: str) -> float:
-        return 1000 * statistics.median(times[name])
+        return _median_ms(times[name])
 
-    def ratio(num: Callable[[int], float], den: Callable[[int], float]) -> float:
-        return statistics.median(num(r) / den(r) for r in range(repeats))
+    def over(name: str, reference: str) -> float:
+        return _paired_ratio(times[name], times[reference])
 
-    def t(name: str) -> Callable[[int], float]:
-        return lambda r: times[name][r]
-
-    dx = lambda r: times["backward"][r] - times["backward without dx"][r]  # noqa: E731
+    times["dx in the loop"] = [b - n for b, n in zip(times["backward"], times["backward without dx"], strict=True)]
     return [
-        ("forward (projection in the loop)", ms("forward"), ms("gemm x W^T"), ratio(t("forward"), t("gemm x W^T"))),
+        ("forward (projection in the loop)", ms("forward"), ms("gemm x W^T"), over("forward", "gemm x W^T")),
         ("backward without dx (loop + dW)", ms("backward without dx"), ms("gemm dxp^T x"),
-         ratio(t("backward without dx"), t("gemm dxp^T x"))),
-        ("dx in the loop", ms("backward") - ms("backward without dx"), ms("gemm dxp W"),
-         ratio(dx, t("gemm dxp W"))),
-        ("Recurrent + autograd", ms("Recurrent step"), ms("kernel step"),
-         ratio(t("Recurrent step"), t("kernel step"))),
+         over("backward without dx", "gemm dxp^T x")),
+        ("dx in the loop", ms("dx in the loop"), ms("gemm dxp W"), over("dx in the loop", "gemm dxp W")),
+        ("Recurrent + autograd", ms("Recurrent step"), ms("kernel step"), over("Recurrent step", "kernel step")),
     ]
 
 
