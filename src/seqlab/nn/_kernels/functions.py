@@ -1,7 +1,8 @@
 """Autograd glue between the cells and the compiled recurrences.
 
-A fused run of one layer and direction is one custom autograd Function,
-:class:`_Recurrence`, around the compiled code (``recurrence.cpp``):
+A fused run of one layer and direction is one autograd node around the
+compiled code (``recurrence.cpp``; the node is C++ too, ``Recurrence`` there,
+so that a training step pays no Python around the kernels):
 
 1. the input projection ``xp = x Wᵀ`` of the whole ``(T, B, I)`` sequence
    in one GEMM (what ``cell.project`` computes; its bias ``b``, when it has
@@ -28,7 +29,6 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ..cells import (
     CIFGCell,
@@ -96,32 +96,6 @@ def supports(cell: RecurrentCell | type[RecurrentCell]) -> bool:
     return (cell if isinstance(cell, type) else type(cell)) in _SPECS
 
 
-class _Recurrence(torch.autograd.Function):
-    """``(x, projection, state_0, params) -> (output (T, B, H), *state_T)`` through the compiled loop."""
-
-    @staticmethod
-    def forward(ctx, kernels, kind, options, reverse, num_proj, num_states, lengths, x, *rest):
-        proj = list(rest[:num_proj])
-        state, params = list(rest[num_proj : num_proj + num_states]), list(rest[num_proj + num_states :])
-        result = kernels.forward(kind, x, proj, state, params, lengths, reverse, options, True)
-        ctx.meta = (kernels, kind, options, reverse, num_proj, num_states, len(params))
-        ctx.save_for_backward(lengths, x, *proj, *params, *result[1 + num_states :])
-        return tuple(result[: 1 + num_states])
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output, *grad_state):
-        kernels, kind, options, reverse, num_proj, num_states, num_params = ctx.meta
-        lengths, x, *rest = ctx.saved_tensors
-        proj, params = rest[:num_proj], rest[num_proj : num_proj + num_params]
-        saved = rest[num_proj + num_params :]
-        need_dx = ctx.needs_input_grad[7]  # x, forward's eighth argument; without it the kernel skips dx
-        grads = kernels.backward(
-            kind, grad_output, list(grad_state), saved, x, proj, params, lengths, reverse, options, need_dx
-        )
-        return (None,) * 7 + tuple(grads)
-
-
 def run_cell(
     kernels: ModuleType,
     cell: RecurrentCell,
@@ -140,7 +114,7 @@ def run_cell(
     n = len(state)
     tensors = (x, *proj, *state, *params)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        result = _Recurrence.apply(kernels, kind, options, reverse, len(proj), n, lengths, *tensors)
+        result = kernels.forward_autograd(kind, x, proj, list(state), params, lengths, reverse, options)
     else:
         result = kernels.forward(kind, x, proj, list(state), params, lengths, reverse, options, False)
     return result[0], tuple(result[1 : 1 + n])

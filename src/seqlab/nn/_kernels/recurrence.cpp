@@ -31,6 +31,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/utils/pybind.h>  // pybind11 with the Tensor type caster; lighter than torch/extension.h
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>  // DelayedError
 
 #include <algorithm>
 #include <atomic>
@@ -1536,7 +1538,6 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
   const Steps st{T, reverse, train};
-  pybind11::gil_scoped_release no_gil;
   TORCH_CHECK(proj.size() > 1 || (kind != "peephole" && kind != "cifg" && kind != "janet" && kind != "nested_lstm"),
               "seqlab kernels: ", kind, " takes its input projection as [W, b]");
   // xp = x W^T without the bias b: the kernels that have one add it in their pointwise pass,
@@ -1584,7 +1585,6 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
   const Steps st{T, reverse, true};
-  pybind11::gil_scoped_release no_gil;
   std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(dout.scalar_type(), "seqlab_backward", [&] {
     if (kind == "peephole")
@@ -1619,6 +1619,85 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   if (proj.size() > 1) result.push_back(column_sums(dxp));
   result.insert(result.end(), grads.begin() + 1, grads.end());
   return result;
+}
+
+// The autograd node of one layer and direction, in C++ so that a training step
+// through a layer pays no Python around the kernels: a Python
+// torch.autograd.Function cost 60-130 us more per forward and backward at the
+// issue-4 shapes (its own Python and the interpreter's data, evicted by the
+// kernels, coming back into cache), about 5% of an SRU training step there.
+// tensors = [x, projection..., state..., params...]; the outputs are
+// [output, final state...].  Differentiable once, like @once_differentiable:
+// backward under create_graph gives results whose backward raises.
+struct Recurrence : torch::autograd::Function<Recurrence> {
+  using Ctx = torch::autograd::AutogradContext;
+  using Vars = torch::autograd::variable_list;
+
+  static Vars forward(Ctx* ctx, const Tensor& lengths, at::TensorList tensors, const std::string& kind,
+                      int64_t num_proj, int64_t num_states, bool reverse, const std::vector<double>& options) {
+    const auto slice = [&](int64_t i, int64_t n) { return std::vector<Tensor>(tensors.begin() + i, tensors.begin() + i + n); };
+    const int64_t num_params = static_cast<int64_t>(tensors.size()) - 1 - num_proj - num_states;
+    TORCH_CHECK(num_params >= 0, "seqlab kernels: fewer tensors than projection and state");
+    const std::vector<Tensor> proj = slice(1, num_proj), params = slice(1 + num_proj + num_states, num_params);
+    std::vector<Tensor> result =
+        seqlab::forward(kind, tensors[0], proj, slice(1 + num_proj, num_states), params, lengths, reverse, options, true);
+    ctx->saved_data["kind"] = kind;
+    ctx->saved_data["sizes"] = std::vector<int64_t>{num_proj, num_states, num_params};
+    ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["options"] = options;
+    Vars keep{lengths, tensors[0]};
+    keep.insert(keep.end(), proj.begin(), proj.end());
+    keep.insert(keep.end(), params.begin(), params.end());
+    keep.insert(keep.end(), result.begin() + 1 + num_states, result.end());
+    ctx->save_for_backward(keep);
+    result.resize(1 + num_states);
+    return result;
+  }
+
+  static Vars backward(Ctx* ctx, Vars grads) {
+    const bool twice = at::GradMode::is_enabled();
+    Vars out;
+    {
+      at::NoGradGuard no_grad;
+      const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
+      const int64_t num_proj = sizes[0], num_states = sizes[1], num_params = sizes[2];
+      const Vars saved = ctx->get_saved_variables();
+      const auto part = [&](int64_t i, int64_t n) { return std::vector<Tensor>(saved.begin() + i, saved.begin() + i + n); };
+      const std::vector<Tensor> dfinal(grads.begin() + 1, grads.begin() + 1 + num_states);
+      const bool need_dx = ctx->needs_input_grad(1);  // edges: lengths, x, ...
+      std::vector<Tensor> g = seqlab::backward(
+          ctx->saved_data["kind"].toStringRef(), grads[0], dfinal,
+          std::vector<Tensor>(saved.begin() + 2 + num_proj + num_params, saved.end()), saved[1], part(2, num_proj),
+          part(2 + num_proj, num_params), saved[0], ctx->saved_data["reverse"].toBool(),
+          ctx->saved_data["options"].toDoubleVector(), need_dx);
+      out.reserve(1 + g.size() + 5);
+      out.emplace_back();  // lengths
+      out.insert(out.end(), g.begin(), g.end());
+    }
+    if (twice) {
+      // As @once_differentiable: results that require grad, whose own backward raises.
+      for (Tensor& t : out)
+        if (t.defined()) t = t.detach().requires_grad_(true);
+      out = torch::autograd::DelayedError(
+                "trying to differentiate twice seqlab's fused recurrence (it is differentiable once)",
+                static_cast<int64_t>(out.size()))
+                .apply(std::move(out));
+    }
+    out.resize(out.size() + 5);  // kind, num_proj, num_states, reverse, options
+    return out;
+  }
+};
+
+// [output, final state...] of forward() with an autograd node for backward().
+std::vector<Tensor> forward_autograd(const std::string& kind, const Tensor& x, const std::vector<Tensor>& proj,
+                                     const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                     const Tensor& lengths, bool reverse, const std::vector<double>& options) {
+  std::vector<Tensor> tensors{x};
+  tensors.insert(tensors.end(), proj.begin(), proj.end());
+  tensors.insert(tensors.end(), state.begin(), state.end());
+  tensors.insert(tensors.end(), params.begin(), params.end());
+  return Recurrence::apply(lengths, at::TensorList(tensors), kind, static_cast<int64_t>(proj.size()),
+                           static_cast<int64_t>(state.size()), reverse, options);
 }
 
 // ---------------------------------------------------------------------------
@@ -1765,8 +1844,12 @@ bool uses_blas() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "seqlab's fused CPU recurrences (forward and backward through time)";
-  m.def("forward", &seqlab::forward, "one layer and direction of a cell over the sequence, input projection included");
-  m.def("backward", &seqlab::backward, "backpropagation through time for one layer and direction");
+  using no_gil = pybind11::call_guard<pybind11::gil_scoped_release>;
+  m.def("forward", &seqlab::forward, no_gil(),
+        "one layer and direction of a cell over the sequence, input projection included");
+  m.def("backward", &seqlab::backward, no_gil(), "backpropagation through time for one layer and direction");
+  m.def("forward_autograd", &seqlab::forward_autograd, no_gil(),
+        "forward() (training) with an autograd node whose backward runs backward()");
   m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
   m.def("dot_attention", &seqlab::dot_attention, "one query per row: masked softmax of dot products, weighted sum");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
