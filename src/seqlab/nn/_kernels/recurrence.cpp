@@ -558,6 +558,27 @@ inline Tensor mm_fresh(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// m (r, c) -> its transpose (c, r), contiguous: tiles of 32 x 32 that stay in L1,
+// shared out over the threads by rows of the result.
+template <typename T>
+Tensor transposed(const Tensor& m) {
+  const int64_t r = m.size(0), c = m.size(1);
+  Tensor out = fresh({c, r}, m.options());
+  const T* src = m.data_ptr<T>();
+  T* dst = out.data_ptr<T>();
+  constexpr int64_t kTile = 32;
+  at::parallel_for(0, (c + kTile - 1) / kTile, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t j0 = q0 * kTile; j0 < std::min(c, q1 * kTile); j0 += kTile)
+      for (int64_t i0 = 0; i0 < r; i0 += kTile) {
+        const int64_t i1 = std::min(r, i0 + kTile), j1 = std::min(c, j0 + kTile);
+        for (int64_t j = j0; j < j1; ++j)
+#pragma omp simd
+          for (int64_t i = i0; i < i1; ++i) dst[j * r + i] = src[i * c + j];
+      }
+  });
+  return out;
+}
+
 // The sums over the rows of m (rows, cols) as (1, rows) x m: the BLAS reads m once,
 // at about 2.5x the speed of m.sum(0) for the (T B, G) gradients here.
 inline Tensor column_sums(const Tensor& m) {
@@ -1615,7 +1636,15 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
     Tensor dx2 = dx.view({T * B, I});
     at::mm_out(dx2, dxp, proj[0]);
   }
-  std::vector<Tensor> result{need_dx ? dx : Tensor(), mm_fresh(dxp.t(), x2)};
+  // SRU's dW = dxp^T x as (x^T dxp)^T: MKL ran the (I, G) product 5-13% faster than the (G, I) one at
+  // the issue-4 SRU shapes, and SRU's backward took 1-3% less time, transpose included.  (At the
+  // LSTM kernels' shapes the (G, I) product was as fast or faster.)
+  Tensor dW;
+  if (kind == "sru")
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "seqlab_dw", [&] { dW = transposed<scalar_t>(mm_fresh(x2.t(), dxp)); });
+  else
+    dW = mm_fresh(dxp.t(), x2);
+  std::vector<Tensor> result{need_dx ? dx : Tensor(), dW};
   if (proj.size() > 1) result.push_back(column_sums(dxp));
   result.insert(result.end(), grads.begin() + 1, grads.end());
   return result;
