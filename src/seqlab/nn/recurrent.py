@@ -41,25 +41,34 @@ StateArg = Tensor | tuple[Tensor, ...] | None
 
 _IMPLS = ("auto", "fused", "triton", "reference")
 
-# A runner takes one layer and direction: (cell, x, state, lengths or None, reverse) -> (output, state).
+# A runner takes one layer and direction: (cell, x, state or None for zeros, lengths or None, reverse)
+# -> (output, state).
 Runner = Callable[[RecurrentCell, Tensor, tuple, "Tensor | None", bool], tuple[Tensor, tuple]]
 
 
+# The kernels only read their lengths and initial state (they copy the state
+# before the loop), so the all-T lengths of an unpadded batch and the zero state
+# are made once per shape and kept: small ATen ops cost ~10 us each right after a
+# kernel has evicted the interpreter's data from cache.
 @functools.lru_cache(maxsize=32)
 def _full_lengths(T: int, B: int) -> Tensor:
-    """``(B,)`` int64, all ``T``: the lengths of an unpadded batch.
-
-    Kept between calls (the kernels only read it): one small ATen op less per
-    layer call, which costs ~10 us right after a kernel has evicted the
-    interpreter's data from cache.
-    """
+    """``(B,)`` int64, all ``T``."""
     return torch.full((B,), T, dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=32)
+def _zero_state(B: int, H: int, dtype: torch.dtype, n: int) -> tuple[Tensor, ...]:
+    """``n`` zero ``(B, H)`` CPU tensors (one tensor, ``n`` times)."""
+    zeros = torch.zeros(B, H, dtype=dtype)
+    return (zeros,) * n
 
 
 def _cpu_runner(kernels) -> Runner:
     def run(cell, x, state, lengths, reverse):
         T, B = x.shape[:2]  # the compiled kernels take every length, as int64 on the CPU
         lengths = _full_lengths(T, B) if lengths is None else lengths.to("cpu").contiguous()
+        if state is None:
+            state = _zero_state(B, cell.hidden_size, x.dtype, cell.state_size)
         return _kernels.run_cell(kernels, cell, x, state, lengths, reverse)
 
     return run
@@ -351,6 +360,11 @@ class Recurrent(nn.Module):
         With ``kernels`` (a runner) each direction is one compiled or Triton run,
         otherwise one ``cell.step`` per time step.
         """
+        if kernels is not None and states is None and lengths is None and len(self.cells) == 1 \
+                and not self.residual_layers:
+            # One layer and direction from a zero state over an unpadded batch: the common call, kept short.
+            output, state = kernels(self.cells[0], x, None, None, False)
+            return output, tuple(s.unsqueeze(0) for s in state)
         T, B = x.shape[:2]
         # mask[t]: (B, 1), True where step t lies inside the sequence.
         mask = None

@@ -458,14 +458,16 @@ def _full_lengths(T: int, B: int, device: torch.device) -> Tensor:
     return torch.full((B,), T, dtype=torch.int32, device=device)
 
 
-def run_cell(cell: RecurrentCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None,
+def run_cell(cell: RecurrentCell, x: Tensor, state: tuple[Tensor, ...] | None, lengths: Tensor | None,
              reverse: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer and direction on the Triton kernels; the contract of ``Recurrent._run_direction``.
 
-    ``x (T, B, I)``, ``state`` of ``(B, H)``, ``lengths (B,)`` or ``None`` for all ``T``.
+    ``x (T, B, I)``, ``state`` of ``(B, H)`` or ``None`` for zeros, ``lengths (B,)`` or ``None`` for all ``T``.
     """
     kind, params, options = _SPECS[type(cell)](cell)
     T, B = x.shape[:2]
+    if state is None:
+        state = cell.init_state(B, x)
     if lengths is None:
         lens = _full_lengths(T, B, x.device)
     else:
