@@ -88,6 +88,23 @@ def test_sru_with_plain_highway():
     _compare("sru", torch.float64, 2, False, torch.tensor([3, 6, 1]), input_size=4)
 
 
+@pytest.mark.parametrize("uses", ["output", "final state"])
+@pytest.mark.parametrize("name", FUSED)
+def test_gradients_when_the_loss_leaves_outputs_unused(name, uses):
+    """A loss of the output alone or of the final state alone: the kernels' node gets no gradient
+    for the unused outputs (it makes the zeros itself), and its gradients still match the reference."""
+    ref, fused = _pair(name, torch.float64, num_layers=1, bidirectional=False)
+    x = torch.randn(5, 3, 3, dtype=torch.float64)
+    grads = []
+    for layer in (ref, fused):
+        xg = x.clone().requires_grad_(True)
+        output, final = layer(xg)
+        loss = output.square().sum() if uses == "output" else sum(s.square().sum() for s in _as_tuple(final))
+        grads.append(torch.autograd.grad(loss, [xg, *layer.parameters()]))
+    for expected, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
 def test_auto_uses_the_kernels_where_torch_has_none():
     assert set(FUSED) == {"lstm", "peephole", "cifg", "janet", "ln_lstm", "nested_lstm", "sru"}
     for name in CELLS:

@@ -1674,11 +1674,13 @@ struct Recurrence : torch::autograd::Function<Recurrence> {
     ctx->saved_data["sizes"] = std::vector<int64_t>{num_proj, num_states, num_params};
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["options"] = options;
+    ctx->saved_data["hidden"] = result[0].size(2);
     Vars keep{lengths, tensors[0]};
     keep.insert(keep.end(), proj.begin(), proj.end());
     keep.insert(keep.end(), params.begin(), params.end());
     keep.insert(keep.end(), result.begin() + 1 + num_states, result.end());
     ctx->save_for_backward(keep);
+    ctx->set_materialize_grads(false);  // backward makes the zeros it needs itself, in one op each
     result.resize(1 + num_states);
     return result;
   }
@@ -1692,10 +1694,17 @@ struct Recurrence : torch::autograd::Function<Recurrence> {
       const int64_t num_proj = sizes[0], num_states = sizes[1], num_params = sizes[2];
       const Vars saved = ctx->get_saved_variables();
       const auto part = [&](int64_t i, int64_t n) { return std::vector<Tensor>(saved.begin() + i, saved.begin() + i + n); };
-      const std::vector<Tensor> dfinal(grads.begin() + 1, grads.begin() + 1 + num_states);
+      // Outputs the loss does not use have no gradient: zeros of their shape.
+      const Tensor& x = saved[1];
+      const int64_t B = x.size(1), hidden_size = ctx->saved_data["hidden"].toInt();
+      Tensor dout = grads[0];
+      std::vector<Tensor> dfinal(grads.begin() + 1, grads.begin() + 1 + num_states);
+      for (int64_t i = 0; i < num_states; ++i)
+        if (!dfinal[i].defined()) dfinal[i] = at::zeros({B, hidden_size}, x.options());
+      if (!dout.defined()) dout = at::zeros({x.size(0), B, hidden_size}, x.options());
       const bool need_dx = ctx->needs_input_grad(1);  // edges: lengths, x, ...
       std::vector<Tensor> g = seqlab::backward(
-          ctx->saved_data["kind"].toStringRef(), grads[0], dfinal,
+          ctx->saved_data["kind"].toStringRef(), dout, dfinal,
           std::vector<Tensor>(saved.begin() + 2 + num_proj + num_params, saved.end()), saved[1], part(2, num_proj),
           part(2 + num_proj, num_params), saved[0], ctx->saved_data["reverse"].toBool(),
           ctx->saved_data["options"].toDoubleVector(), need_dx);
