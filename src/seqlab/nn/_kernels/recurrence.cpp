@@ -1374,10 +1374,15 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
 // takes its block of batch rows through all steps (for_row_blocks), computing
 // its rows of xp_t = x_t W^T (StepGemm) and at once the gate math on them while
 // they are in L1.  Backward likewise computes dx_t = dxp_t W (+ the highway's
-// gradient) for its rows right after their gate derivatives; only dW = dxp^T x
-// is one GEMM over all steps after the loop.  Training keeps c_t and xp, whose
-// a_f and a_r the forward pass overwrites with the gates f and r (cache lines
-// it has just read), so backward recomputes no sigmoid and never reads W x:
+// gradient) for its rows right after their gate derivatives, and adds their
+// share of dW^T = x^T dxp every few steps (kSruChunkRows), from a small ring of
+// dxp and x rows still in cache: no (T, B, G) dxp is written and read back.
+// Each row block sums its own dW^T, and the blocks' sums are added in row
+// order (for a given thread count the result is the same at every run, as
+// the BLAS's own split of one big GEMM over threads is).  Training keeps c_t
+// and xp, whose a_f and a_r the forward pass overwrites with the gates f and r
+// (cache lines it has just read), so backward recomputes no sigmoid and never
+// reads W x:
 // dL/da_f = dc (c_{t-1} - W x) f (1 - f) = dc f (c_{t-1} - c_t).  (Backward
 // took 3-8% less time than recomputing the gates from xp, at the issue-4
 // shapes.)
@@ -1467,7 +1472,24 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
   return {out, hT, cT, xp, state[1], Cn};
 }
 
-// Returns [dxp (T, B, G), dh_0, dc_0, dv, db, dx (T, B, I) or undefined without need_dx].
+// C (n, p) += A (r, n)^T B (r, p), all row-major.
+template <typename T>
+void gemm_atb_add(int64_t r, int64_t n, int64_t p, const T* a, const T* b, T* c) {
+#ifdef SEQLAB_USE_BLAS
+  // Row-major C = A^T B is column-major C^T = B^T A.
+  blas('N', 'T', p, n, r, T(1), b, p, a, n, T(1), c, p);
+#else
+  borrow(c, n, p, p).addmm_(borrow(a, r, n, n).t(), borrow(b, r, p, p));
+#endif
+}
+
+// Rows of dxp and x per dW update in SRU's backward: about 128 made the
+// updates' GEMMs efficient while the ring (128 rows of G) stays in L2;
+// the whole training step took 2-7% less time than with one dW GEMM over a
+// (T, B, G) dxp after the loop, at the issue-4 shapes.
+constexpr int64_t kSruChunkRows = 128;
+
+// Returns [dW (G, I), dh_0, dc_0, dv, db, dx (T, B, I) or undefined without need_dx].
 template <typename T>
 std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& dfinal, const std::vector<Tensor>& saved,
                                  const Tensor& x, const Tensor& W, const std::vector<Tensor>& params,
@@ -1475,28 +1497,41 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
   const Tensor &xp = saved[0], &c0 = saved[1], &Cn = saved[2];
   const T* v = cptr<T>(params[0]);
   const int64_t B = dout.size(1), H = dout.size(2), I = x.size(2), G = xp.size(2);
-  Tensor dxp = fresh({st.T, B, G}, dout.options());
   // dx = dxp W + (plain) the highway's gradient, which the pointwise pass writes into dx first.
   Tensor dx = need_dx || plain ? fresh({st.T, B, I}, dout.options()) : Tensor();
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
   Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row sums, as are db's
   Tensor db = fresh({B, 2 * H}, dout.options()).zero_();
   const StepGemm<T> projection(cptr<T>(W), B, I, G, false);
-  const Buf<T> X = buf<T>(x), GS = buf<T>(xp), C = buf<T>(Cn), GO = buf<T>(dout), D = buf<T>(dxp);
-  const Buf<T> DX = dx.defined() ? buf<T>(dx) : D;
+  const Buf<T> X = buf<T>(x), GS = buf<T>(xp), C = buf<T>(Cn), GO = buf<T>(dout);
   const T* c_init = c0.data_ptr<T>();
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>();
   T *const dv_all = dv.data_ptr<T>(), *const db_all = db.data_ptr<T>();
+  T* const dx_all = dx.defined() ? dx.data_ptr<T>() : nullptr;
+  std::mutex mutex;
+  std::vector<std::pair<int64_t, Tensor>> partials;  // (b0, dW of rows b0..b1)
   for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
+    const int64_t m = b1 - b0;
+    const int64_t chunk = std::max<int64_t>(1, kSruChunkRows / m);  // steps per dW update
+    Tensor ring = fresh({chunk * m, G}, dout.options()), xring = fresh({chunk * m, I}, dout.options());
+    Tensor part = fresh({I, G}, dout.options()).zero_();  // dW^T of these rows
+    T *const dring = ring.data_ptr<T>(), *const xr = xring.data_ptr<T>();
+    int64_t filled = 0;
+    const auto flush = [&] {
+      if (filled) gemm_atb_add<T>(filled * m, I, G, xr, dring, part.data_ptr<T>());
+      filled = 0;
+    };
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
+      T* const slot = dring + filled * m * G;
+      std::memcpy(xr + filled * m * I, X.row(t, b0), sizeof(T) * m * I);
       for_units(b0, b1, H, kGrain / 8, [&](int64_t b, int64_t j0, int64_t j1) {
-        T *d = D.row(t, b), *d_hw = plain ? DX.row(t, b) : d + 3 * H;
+        T* d = slot + (b - b0) * G;
+        T* d_hw = plain ? dx_all + (t * B + b) * I : d + 3 * H;
         if (t >= len[b]) {
           for (int64_t k = 0; k < 3; ++k) zero_span(d + k * H, j0, j1);
           return zero_span(d_hw, j0, j1);
         }
-        // c entering step t: c after the step processed before it, or c_0 for the sequence's first step.
         const int64_t t_prev = st.reverse ? t + 1 : t - 1;
         const bool first = st.reverse ? t_prev >= len[b] : t_prev < 0;
         const T* c_prev = first ? c_init + b * H : C.row(t_prev, b);
@@ -1510,10 +1545,17 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
           sru_units_backward<T, false>(gates, hw, c_prev, C.row(t, b), GO.row(t, b), v, dh_b, dc_b, dv_b, db_b, d,
                                        d_hw, H, j0, j1);
       });
-      if (need_dx) projection(D.at(t), plain ? T(1) : T(0), DX.at(t), b0, b1);
+      if (need_dx) projection(slot, plain ? T(1) : T(0), dx_all + (t * B + b0) * I, 0, m);
+      if (++filled == chunk) flush();
     }
+    flush();
+    std::lock_guard<std::mutex> lock(mutex);
+    partials.emplace_back(b0, part);
   });
-  return {dxp, dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
+  std::sort(partials.begin(), partials.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  Tensor dW = partials[0].second;
+  for (size_t i = 1; i < partials.size(); ++i) dW.add_(partials[i].second);
+  return {transposed<T>(dW), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
 }
 
 // ---------------------------------------------------------------------------
@@ -1625,8 +1667,9 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
       TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
   });
   // The projection's backward, one GEMM each over all steps: dx = dxp W, dW = dxp^T x, db = sum dxp
-  // (SRU's kernel has done dx already: its last result).
-  const Tensor dxp = grads[0].view({T * B, G}), x2 = x.view({T * B, I});
+  // (SRU's kernel has done dx and dW already: its last and first results).
+  const Tensor x2 = x.view({T * B, I});
+  const Tensor dxp = kind == "sru" ? Tensor() : grads[0].view({T * B, G});
   Tensor dx;
   if (kind == "sru") {
     dx = grads.back();
@@ -1636,14 +1679,7 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
     Tensor dx2 = dx.view({T * B, I});
     at::mm_out(dx2, dxp, proj[0]);
   }
-  // SRU's dW = dxp^T x as (x^T dxp)^T: MKL ran the (I, G) product 5-13% faster than the (G, I) one at
-  // the issue-4 SRU shapes, and SRU's backward took 1-3% less time, transpose included.  (At the
-  // LSTM kernels' shapes the (G, I) product was as fast or faster.)
-  Tensor dW;
-  if (kind == "sru")
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "seqlab_dw", [&] { dW = transposed<scalar_t>(mm_fresh(x2.t(), dxp)); });
-  else
-    dW = mm_fresh(dxp.t(), x2);
+  Tensor dW = kind == "sru" ? grads[0] : mm_fresh(dxp.t(), x2);  // SRU's kernel has done dW
   std::vector<Tensor> result{need_dx ? dx : Tensor(), dW};
   if (proj.size() > 1) result.push_back(column_sums(dxp));
   result.insert(result.end(), grads.begin() + 1, grads.end());
