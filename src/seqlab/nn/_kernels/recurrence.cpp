@@ -558,22 +558,28 @@ inline Tensor mm_fresh(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-// m (r, c) -> its transpose (c, r), contiguous: tiles of 32 x 32 that stay in L1,
-// shared out over the threads by rows of the result.
+// The sum of equal-shape (r, c) matrices, transposed: (c, r), contiguous, added
+// in the order given.  Tiles of 32 x 32 that stay in L1, shared out over the
+// threads by rows of the result.
 template <typename T>
-Tensor transposed(const Tensor& m) {
-  const int64_t r = m.size(0), c = m.size(1);
-  Tensor out = fresh({c, r}, m.options());
-  const T* src = m.data_ptr<T>();
+Tensor transposed_sum(const std::vector<Tensor>& ms) {
+  const int64_t r = ms[0].size(0), c = ms[0].size(1);
+  Tensor out = fresh({c, r}, ms[0].options());
+  std::vector<const T*> src;
+  for (const Tensor& m : ms) src.push_back(m.data_ptr<T>());
   T* dst = out.data_ptr<T>();
   constexpr int64_t kTile = 32;
   at::parallel_for(0, (c + kTile - 1) / kTile, 1, [&](int64_t q0, int64_t q1) {
     for (int64_t j0 = q0 * kTile; j0 < std::min(c, q1 * kTile); j0 += kTile)
       for (int64_t i0 = 0; i0 < r; i0 += kTile) {
         const int64_t i1 = std::min(r, i0 + kTile), j1 = std::min(c, j0 + kTile);
-        for (int64_t j = j0; j < j1; ++j)
+        for (int64_t j = j0; j < j1; ++j) {
 #pragma omp simd
-          for (int64_t i = i0; i < i1; ++i) dst[j * r + i] = src[i * c + j];
+          for (int64_t i = i0; i < i1; ++i) dst[j * r + i] = src[0][i * c + j];
+          for (size_t k = 1; k < src.size(); ++k)
+#pragma omp simd
+            for (int64_t i = i0; i < i1; ++i) dst[j * r + i] += src[k][i * c + j];
+        }
       }
   });
   return out;
@@ -1472,14 +1478,18 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
   return {out, hT, cT, xp, state[1], Cn};
 }
 
-// C (n, p) += A (r, n)^T B (r, p), all row-major.
+// C (n, p) = beta C + A (r, n)^T B (r, p), all row-major; beta is 0 or 1.
 template <typename T>
-void gemm_atb_add(int64_t r, int64_t n, int64_t p, const T* a, const T* b, T* c) {
+void gemm_atb(int64_t r, int64_t n, int64_t p, const T* a, const T* b, T beta, T* c) {
 #ifdef SEQLAB_USE_BLAS
   // Row-major C = A^T B is column-major C^T = B^T A.
-  blas('N', 'T', p, n, r, T(1), b, p, a, n, T(1), c, p);
+  blas('N', 'T', p, n, r, T(1), b, p, a, n, beta, c, p);
 #else
-  borrow(c, n, p, p).addmm_(borrow(a, r, n, n).t(), borrow(b, r, p, p));
+  Tensor out = borrow(c, n, p, p);
+  if (beta == T(0))
+    at::mm_out(out, borrow(a, r, n, n).t(), borrow(b, r, p, p));
+  else
+    out.addmm_(borrow(a, r, n, n).t(), borrow(b, r, p, p));
 #endif
 }
 
@@ -1514,11 +1524,13 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
     const int64_t m = b1 - b0;
     const int64_t chunk = std::max<int64_t>(1, kSruChunkRows / m);  // steps per dW update
     Tensor ring = fresh({chunk * m, G}, dout.options()), xring = fresh({chunk * m, I}, dout.options());
-    Tensor part = fresh({I, G}, dout.options()).zero_();  // dW^T of these rows
+    Tensor part = fresh({I, G}, dout.options());  // dW^T of these rows, from the first update on
     T *const dring = ring.data_ptr<T>(), *const xr = xring.data_ptr<T>();
     int64_t filled = 0;
+    bool updated = false;
     const auto flush = [&] {
-      if (filled) gemm_atb_add<T>(filled * m, I, G, xr, dring, part.data_ptr<T>());
+      if (filled) gemm_atb<T>(filled * m, I, G, xr, dring, updated ? T(1) : T(0), part.data_ptr<T>());
+      updated |= filled > 0;
       filled = 0;
     };
     for (int64_t s = st.T - 1; s >= 0; --s) {
@@ -1553,9 +1565,9 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
     partials.emplace_back(b0, part);
   });
   std::sort(partials.begin(), partials.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  Tensor dW = partials[0].second;
-  for (size_t i = 1; i < partials.size(); ++i) dW.add_(partials[i].second);
-  return {transposed<T>(dW), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
+  std::vector<Tensor> parts;
+  for (const auto& kv : partials) parts.push_back(kv.second);
+  return {transposed_sum<T>(parts), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
 }
 
 // ---------------------------------------------------------------------------
