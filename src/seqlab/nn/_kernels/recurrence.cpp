@@ -252,32 +252,22 @@ inline void blas(char ta, char tb, int m, int n, int k, double alpha, const doub
 }
 #endif
 
-// C (m, n) = beta C + A (m, k) W^T with W (n, k).
+// Row-major C (m, n) = beta C + op(A) op(B), op(X) = X ('N') or X^T ('T'):
+// A is (m, k), or (k, m) when transposed; B is (k, n), or (n, k).  beta is 0 or 1.
 template <typename T>
-void gemm_abt(int64_t m, int64_t n, int64_t k, const T* a, const T* w, T beta, T* c) {
+void gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b, T beta, T* c) {
+  const int64_t lda = ta == 'N' ? k : m, ldb = tb == 'N' ? n : k;
 #ifdef SEQLAB_USE_BLAS
-  // Row-major C = A W^T is column-major C^T = W A^T.
-  blas('T', 'N', n, m, k, T(1), w, k, a, k, beta, c, n);
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the BLAS call with A and B swapped.
+  blas(tb, ta, n, m, k, T(1), b, ldb, a, lda, beta, c, n);
 #else
+  const Tensor A = ta == 'N' ? borrow(a, m, k, lda) : borrow(a, k, m, lda).t();
+  const Tensor Bm = tb == 'N' ? borrow(b, k, n, ldb) : borrow(b, n, k, ldb).t();
   Tensor out = borrow(c, m, n, n);
   if (beta == T(0))
-    at::mm_out(out, borrow(a, m, k, k), borrow(w, n, k, k).t());
+    at::mm_out(out, A, Bm);
   else
-    out.addmm_(borrow(a, m, k, k), borrow(w, n, k, k).t(), beta, 1);
-#endif
-}
-
-// C (m, n) = beta C + A (m, k) W with W (k, n).
-template <typename T>
-void gemm_ab(int64_t m, int64_t n, int64_t k, const T* a, const T* w, T beta, T* c) {
-#ifdef SEQLAB_USE_BLAS
-  blas('N', 'N', n, m, k, T(1), w, n, a, k, beta, c, n);
-#else
-  Tensor out = borrow(c, m, n, n);
-  if (beta == T(0))
-    at::mm_out(out, borrow(a, m, k, k), borrow(w, k, n, n));
-  else
-    out.addmm_(borrow(a, m, k, k), borrow(w, k, n, n), beta, 1);
+    out.addmm_(A, Bm);
 #endif
 }
 
@@ -292,9 +282,9 @@ class BlasStepGemm {
   int64_t bytes() const { return n_ * k_ * static_cast<int64_t>(sizeof(T)); }
   void operator()(const T* a, T beta, T* c, int64_t b0, int64_t b1) const {
     if (transposed_)
-      gemm_abt<T>(b1 - b0, n_, k_, a + b0 * k_, w_, beta, c + b0 * n_);
+      gemm<T>('N', 'T', b1 - b0, n_, k_, a + b0 * k_, w_, beta, c + b0 * n_);
     else
-      gemm_ab<T>(b1 - b0, n_, k_, a + b0 * k_, w_, beta, c + b0 * n_);
+      gemm<T>('N', 'N', b1 - b0, n_, k_, a + b0 * k_, w_, beta, c + b0 * n_);
   }
 
  private:
@@ -1478,21 +1468,6 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
   return {out, hT, cT, xp, state[1], Cn};
 }
 
-// C (n, p) = beta C + A (r, n)^T B (r, p), all row-major; beta is 0 or 1.
-template <typename T>
-void gemm_atb(int64_t r, int64_t n, int64_t p, const T* a, const T* b, T beta, T* c) {
-#ifdef SEQLAB_USE_BLAS
-  // Row-major C = A^T B is column-major C^T = B^T A.
-  blas('N', 'T', p, n, r, T(1), b, p, a, n, beta, c, p);
-#else
-  Tensor out = borrow(c, n, p, p);
-  if (beta == T(0))
-    at::mm_out(out, borrow(a, r, n, n).t(), borrow(b, r, p, p));
-  else
-    out.addmm_(borrow(a, r, n, n).t(), borrow(b, r, p, p));
-#endif
-}
-
 // Rows of dxp and x per dW update in SRU's backward: about 128 made the
 // updates' GEMMs efficient while the ring (128 rows of G) stays in L2;
 // the whole training step took 2-7% less time than with one dW GEMM over a
@@ -1529,7 +1504,8 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
     int64_t filled = 0;
     bool updated = false;
     const auto flush = [&] {
-      if (filled) gemm_atb<T>(filled * m, I, G, xr, dring, updated ? T(1) : T(0), part.data_ptr<T>());
+      // dW^T (I, G) (+)= x^T dxp over the ring's rows.
+      if (filled) gemm<T>('T', 'N', I, G, filled * m, xr, dring, updated ? T(1) : T(0), part.data_ptr<T>());
       updated |= filled > 0;
       filled = 0;
     };
