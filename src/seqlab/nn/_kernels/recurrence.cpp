@@ -1380,7 +1380,7 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
 // (cache lines it has just read), so backward recomputes no sigmoid and never
 // reads W x:
 // dL/da_f = dc (c_{t-1} - W x) f (1 - f) = dc f (c_{t-1} - c_t).  (Backward
-// took 3-8% less time than recomputing the gates from xp, at the issue-4
+// took 2-8% less time than recomputing the gates from xp, at the issue-4
 // shapes.)
 // params: v (2H), b (2H); the highway is x itself when ``plain`` (input size ==
 // hidden size, no W_h); option: g = tanh (1) or identity (0).
@@ -1470,7 +1470,7 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
 
 // Rows of dxp and x per dW update in SRU's backward: about 128 made the
 // updates' GEMMs efficient while the ring (128 rows of G) stays in L2;
-// the whole training step took 2-7% less time than with one dW GEMM over a
+// the whole training step took 2-8% less time than with one dW GEMM over a
 // (T, B, G) dxp after the loop, at the issue-4 shapes.
 constexpr int64_t kSruChunkRows = 128;
 
