@@ -1368,30 +1368,29 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
 // outputs at about 12 GB/s on two cores.  So the input projection is not one
 // GEMM before the loop, as in the other kernels, but part of it: each thread
 // takes its block of batch rows through all steps (for_row_blocks), computing
-// its rows of xp_t = x_t W^T (StepGemm) and at once the gate math on them while
-// they are in L1.  Backward likewise computes dx_t = dxp_t W (+ the highway's
-// gradient) for its rows right after their gate derivatives, and adds their
-// share of dW^T = x^T dxp every few steps (kSruChunkRows), from a small ring of
-// dxp and x rows still in cache: no (T, B, G) dxp is written and read back.
-// Each row block sums its own dW^T, and the blocks' sums are added in row
-// order (for a given thread count the result is the same at every run, as
-// the BLAS's own split of one big GEMM over threads is).  Training keeps c_t
-// and xp, whose a_f and a_r the forward pass overwrites with the gates f and r
-// (cache lines it has just read), so backward recomputes no sigmoid and never
-// reads W x:
-// dL/da_f = dc (c_{t-1} - W x) f (1 - f) = dc f (c_{t-1} - c_t).  (Backward
-// took 2-8% less time than recomputing the gates from xp, at the issue-4
-// shapes.)
+// its rows of xp = x W^T (StepGemm) for one step (inference) or a few steps
+// (training, kSruChunkRows rows) and at once the gate math on them while they
+// are in cache; xp itself is never kept.  Training keeps c_t and the gates f
+// and r (with W_h x when there is one), so backward recomputes no sigmoid and
+// never needs W x:
+//   dL/da_f = dc (c_{t-1} - W x) f (1 - f) = dc f (c_{t-1} - c_t).
+// Backward computes dx_t = dxp_t W (+ the highway's gradient) for its rows
+// right after their gate derivatives, and adds their share of
+// dW^T = x^T dxp every few steps from a small ring of dxp and x rows still in
+// cache: no (T, B, G) dxp is written and read back.  Each row block sums its
+// own dW^T, and the blocks' sums are added in row order (for a given thread
+// count the result is the same at every run, as the BLAS's own split of one
+// big GEMM over threads is).
 // params: v (2H), b (2H); the highway is x itself when ``plain`` (input size ==
 // hidden size, no W_h); option: g = tanh (1) or identity (0).
-// saved: xp (T, B, G) as [W x, f, r (, W_h x)], c_0 (B, H), Cn (T, B, H) c after each step.
+// saved: gates (T, B, 2H or 3H) = [f, r (, W_h x)], c_0 (B, H), Cn (T, B, H) c after each step.
 // ---------------------------------------------------------------------------
 
 // One step of units j0..j1 of one row; c (the state) is updated in place.
-// Training (Train) keeps c_t, and overwrites a_f, a_r in the row x of xp with f, r.
+// Training (Train) keeps c_t and the gates f, r (, and a projected highway) in ``gates``.
 template <typename T, bool Tanh, bool Train>
-SEQLAB_INLINE void sru_units(T* x, const T* highway, const T* v, const T* bias, T* c, T* h, T* out, T* c_saved,
-                             int64_t H, int64_t j0, int64_t j1) {
+SEQLAB_INLINE void sru_units(const T* x, const T* highway, const T* v, const T* bias, T* c, T* h, T* out, T* c_saved,
+                             T* gates, int64_t H, int64_t j0, int64_t j1) {
   using A = Act<T>;
 #pragma omp simd
   for (int64_t j = j0; j < j1; ++j) {
@@ -1403,7 +1402,7 @@ SEQLAB_INLINE void sru_units(T* x, const T* highway, const T* v, const T* bias, 
     const T hh = hw + r * (g - hw);  // = r g(c_t) + (1 - r) highway
     c[j] = cc;
     h[j] = out[j] = hh;
-    if (Train) c_saved[j] = cc, x[H + j] = f, x[2 * H + j] = r;
+    if (Train) c_saved[j] = cc, gates[j] = f, gates[H + j] = r;
   }
 }
 
@@ -1430,65 +1429,96 @@ SEQLAB_INLINE void sru_units_backward(const T* gates, const T* highway, const T*
   }
 }
 
+// Rows per GEMM in SRU training: the forward projects a row block's x for
+// several steps at once (about 128 rows), and backward adds the share of dW of
+// about 128 rows of dxp and x at once.  Such GEMMs run efficiently while their
+// blocks stay in L2.  Against one dW GEMM over a (T, B, G) dxp after the loop,
+// the training step took 2-8% less time at the issue-4 shapes; the chunked
+// forward (with f, r kept apart from xp) took 3-5% off again at the second and
+// third shapes and was within 1% at the first.
+constexpr int64_t kSruChunkRows = 128;
+
 template <typename T>
 std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vector<Tensor>& state,
                                 const std::vector<Tensor>& params, const int64_t* len, Steps st, bool use_tanh,
                                 bool plain) {
-  const int64_t B = x.size(1), I = x.size(2), H = state[0].size(1), G = W.size(0);
+  const int64_t B = x.size(1), I = x.size(2), H = state[0].size(1), G = W.size(0), S = plain ? 2 * H : 3 * H;
   const T *v = cptr<T>(params[0]), *bias = cptr<T>(params[1]);
   Tensor out = fresh({st.T, B, H}, x.options());
   Tensor hT = state[0].clone(), cT = state[1].clone();  // updated in place through time
-  // xp and c after each step: kept for backward when training (xp with f, r in place of a_f, a_r),
-  // else one scratch (B, ·) each.
-  Tensor xp = fresh({st.acts(), B, G}, x.options()), Cn = fresh({st.acts(), B, H}, x.options());
+  // Training keeps c after each step and the gates f, r (, W_h x) of each step.
+  Tensor Cn = st.train ? fresh({st.T, B, H}, x.options()) : Tensor();
+  Tensor gates = st.train ? fresh({st.T, B, S}, x.options()) : Tensor();
   const StepGemm<T> projection(cptr<T>(W), B, G, I, true);
-  const Buf<T> X = buf<T>(x), XP = buf<T>(xp), O = buf<T>(out), C = buf<T>(Cn);
+  const Buf<T> X = buf<T>(x), O = buf<T>(out);
+  const Buf<T> C = st.train ? buf<T>(Cn) : O, GS = st.train ? buf<T>(gates) : O;  // (O: unused placeholders)
   T *h = hT.data_ptr<T>(), *c = cT.data_ptr<T>();
+  if (!st.train) {
+    // Inference: each step's rows of xp into one scratch, then its gate math while they are in L1.
+    Tensor xp = fresh({B, G}, x.options());
+    T* const a_all = xp.data_ptr<T>();
+    for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
+      for (int64_t s = 0; s < st.T; ++s) {
+        const int64_t t = st.time(s);
+        projection(X.at(t), T(0), a_all, b0, b1);
+        for_units(b0, b1, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
+          T* out_b = O.row(t, b);
+          if (t >= len[b]) return zero_span(out_b, j0, j1);
+          const T* a = a_all + b * G;
+          const T* hw = plain ? X.row(t, b) : a + 3 * H;
+          T *h_b = h + b * H, *c_b = c + b * H;
+          if (use_tanh) sru_units<T, true, false>(a, hw, v, bias, c_b, h_b, out_b, nullptr, nullptr, H, j0, j1);
+          else sru_units<T, false, false>(a, hw, v, bias, c_b, h_b, out_b, nullptr, nullptr, H, j0, j1);
+        });
+      }
+    });
+    return {out, hT, cT};
+  }
   for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
-    for (int64_t s = 0; s < st.T; ++s) {
-      const int64_t t = st.time(s);
-      projection(X.at(t), T(0), XP.at(st.act(t)), b0, b1);
-      for_units(b0, b1, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
-        T* out_b = O.row(t, b);
-        if (t >= len[b]) return zero_span(out_b, j0, j1);
-        T* a = XP.row(st.act(t), b);
-        const T* hw = plain ? X.row(t, b) : a + 3 * H;
-        T *h_b = h + b * H, *c_b = c + b * H, *saved = C.row(st.act(t), b);
-        if (st.train) {
-          if (use_tanh) sru_units<T, true, true>(a, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
-          else sru_units<T, false, true>(a, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
-        } else {
-          if (use_tanh) sru_units<T, true, false>(a, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
-          else sru_units<T, false, false>(a, hw, v, bias, c_b, h_b, out_b, saved, H, j0, j1);
-        }
-      });
+    const int64_t m = b1 - b0, chunk = std::max<int64_t>(1, kSruChunkRows / m);
+    // xp of the block's rows for a few steps at once, one GEMM with chunk * m rows.
+    Tensor xring = fresh({chunk * m, I}, x.options()), xpring = fresh({chunk * m, G}, x.options());
+    T *const xr = xring.data_ptr<T>(), *const xpr = xpring.data_ptr<T>();
+    for (int64_t s0 = 0; s0 < st.T; s0 += chunk) {
+      const int64_t k = std::min(chunk, st.T - s0);
+      for (int64_t i = 0; i < k; ++i) std::memcpy(xr + i * m * I, X.row(st.time(s0 + i), b0), sizeof(T) * m * I);
+      projection(xr, T(0), xpr, 0, k * m);
+      for (int64_t i = 0; i < k; ++i) {
+        const int64_t t = st.time(s0 + i);
+        for_units(b0, b1, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
+          T* out_b = O.row(t, b);
+          if (t >= len[b]) return zero_span(out_b, j0, j1);
+          const T* a = xpr + (i * m + b - b0) * G;
+          const T* hw = plain ? X.row(t, b) : a + 3 * H;
+          T *h_b = h + b * H, *c_b = c + b * H;
+          T* g_b = GS.row(t, b);
+          if (!plain) std::memcpy(g_b + 2 * H + j0, hw + j0, sizeof(T) * (j1 - j0));
+          if (use_tanh) sru_units<T, true, true>(a, hw, v, bias, c_b, h_b, out_b, C.row(t, b), g_b, H, j0, j1);
+          else sru_units<T, false, true>(a, hw, v, bias, c_b, h_b, out_b, C.row(t, b), g_b, H, j0, j1);
+        });
+      }
     }
   });
   if (!st.train) return {out, hT, cT};
-  return {out, hT, cT, xp, state[1], Cn};
+  return {out, hT, cT, gates, state[1], Cn};
 }
 
-// Rows of dxp and x per dW update in SRU's backward: about 128 made the
-// updates' GEMMs efficient while the ring (128 rows of G) stays in L2;
-// the whole training step took 2-8% less time than with one dW GEMM over a
-// (T, B, G) dxp after the loop, at the issue-4 shapes.
-constexpr int64_t kSruChunkRows = 128;
 
 // Returns [dW (G, I), dh_0, dc_0, dv, db, dx (T, B, I) or undefined without need_dx].
 template <typename T>
 std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& dfinal, const std::vector<Tensor>& saved,
                                  const Tensor& x, const Tensor& W, const std::vector<Tensor>& params,
                                  const int64_t* len, Steps st, bool use_tanh, bool plain, bool need_dx) {
-  const Tensor &xp = saved[0], &c0 = saved[1], &Cn = saved[2];
+  const Tensor &gates_all = saved[0], &c0 = saved[1], &Cn = saved[2];
   const T* v = cptr<T>(params[0]);
-  const int64_t B = dout.size(1), H = dout.size(2), I = x.size(2), G = xp.size(2);
+  const int64_t B = dout.size(1), H = dout.size(2), I = x.size(2), G = W.size(0);
   // dx = dxp W + (plain) the highway's gradient, which the pointwise pass writes into dx first.
   Tensor dx = need_dx || plain ? fresh({st.T, B, I}, dout.options()) : Tensor();
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
   Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row sums, as are db's
   Tensor db = fresh({B, 2 * H}, dout.options()).zero_();
   const StepGemm<T> projection(cptr<T>(W), B, I, G, false);
-  const Buf<T> X = buf<T>(x), GS = buf<T>(xp), C = buf<T>(Cn), GO = buf<T>(dout);
+  const Buf<T> X = buf<T>(x), GS = buf<T>(gates_all), C = buf<T>(Cn), GO = buf<T>(dout);
   const T* c_init = c0.data_ptr<T>();
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>();
   T *const dv_all = dv.data_ptr<T>(), *const db_all = db.data_ptr<T>();
@@ -1523,7 +1553,7 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
         const int64_t t_prev = st.reverse ? t + 1 : t - 1;
         const bool first = st.reverse ? t_prev >= len[b] : t_prev < 0;
         const T* c_prev = first ? c_init + b * H : C.row(t_prev, b);
-        const T *gates = GS.row(t, b) + H, *hw = plain ? X.row(t, b) : gates + 2 * H;  // f, r (, W_h x)
+        const T *gates = GS.row(t, b), *hw = plain ? X.row(t, b) : gates + 2 * H;  // f, r (, W_h x)
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H;
         T *dv_b = dv_all + b * 2 * H, *db_b = db_all + b * 2 * H;
         if (use_tanh)
