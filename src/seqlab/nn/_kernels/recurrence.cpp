@@ -988,6 +988,25 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
   return {dA, dH, dU};
 }
 
+// Rows per GEMM in the loops that gather several steps of a row block: SRU's
+// training forward projects x for about 128 rows at once, and the backward
+// passes of SRU (dW) and ln_lstm (dU) add a weight gradient's share of about
+// 128 rows at once.  Such GEMMs run efficiently while their
+// blocks stay in L2.  Against one dW GEMM over a (T, B, G) dxp after the loop,
+// the training step took 2-8% less time at the issue-4 shapes; the chunked
+// forward (with f, r kept apart from xp) took 3-5% off again at the second and
+// third shapes and was within 1% at the first.
+constexpr int64_t kWeightGradRows = 128;
+
+// The per-row-block partial sums (b0, sum) in the order of their rows, so that
+// adding them up gives the same result at every run.
+inline std::vector<Tensor> in_row_order(std::vector<std::pair<int64_t, Tensor>> partials) {
+  std::sort(partials.begin(), partials.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Tensor> out;
+  for (auto& kv : partials) out.push_back(std::move(kv.second));
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Layer-normalized LSTM (Ba, Kiros & Hinton 2016, sec. 3.1):
 //   a = LN(W x_t; α_1) + LN(h_{t-1} U^T; α_2) + b
@@ -1150,21 +1169,38 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   const T *alpha1 = cptr<T>(params[1]), *alpha2 = cptr<T>(params[3]), *gamma = cptr<T>(params[4]);
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
   Tensor dxp = fresh({st.T, B, G}, dout.options());  // d/d a in the time loop, then d/d (W x)
-  Tensor dR = fresh({st.T, B, G}, dout.options());   // d/d (h_{t-1} U^T)
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
   // Per-row sums for γ and β, reduced over B at the end (as are those for α_1, b and α_2).
   Tensor dP = fresh({B, 2 * H}, dout.options()).zero_();
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
-  const Buf<T> X = buf<T>(xp), D = buf<T>(dxp), DR = buf<T>(dR), N = buf<T>(nhat), AC = buf<T>(acts);
+  const Buf<T> X = buf<T>(xp), D = buf<T>(dxp), N = buf<T>(nhat), AC = buf<T>(acts);
+  const T* const hs_all = Hs.data_ptr<T>();
+  std::mutex mutex;
+  std::vector<std::pair<int64_t, Tensor>> partials;  // (b0, dU^T of rows b0..b1)
   const Buf<T> S = buf<T>(stats), CS = buf<T>(Cs), GO = buf<T>(dout);
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>(), *const dp_all = dP.data_ptr<T>();
   Tensor sums = fresh({B, 3 * G}, dout.options()).zero_();  // per row: dα_1, db, dα_2
   T* const sums_all = sums.data_ptr<T>();
   for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
+    // dR_t = d/d (h_{t-1} U^T) of the block's rows goes into a ring of about kWeightGradRows rows, with
+    // h_{t-1} beside it; every few steps dU^T += H^T dR over the ring, as in SRU's backward.
+    const int64_t m = b1 - b0, chunk = std::max<int64_t>(1, kWeightGradRows / m);
+    Tensor ring = fresh({chunk * m, G}, dout.options()), hring = fresh({chunk * m, H}, dout.options());
+    Tensor part = fresh({H, G}, dout.options());
+    T *const dring = ring.data_ptr<T>(), *const hr = hring.data_ptr<T>();
+    int64_t filled = 0;
+    bool updated = false;
+    const auto flush = [&] {
+      if (filled) gemm<T>('T', 'N', H, G, filled * m, hr, dring, updated ? T(1) : T(0), part.data_ptr<T>());
+      updated |= filled > 0;
+      filled = 0;
+    };
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
+      T* const slot = dring + filled * m * G;
+      std::memcpy(hr + filled * m * H, hs_all + (t * B + b0) * H, sizeof(T) * m * H);
       for_rows(b0, b1, 8 * G, [&](int64_t b) {
-        T *da = D.row(t, b), *dr = DR.row(t, b);
+        T *da = D.row(t, b), *dr = slot + (b - b0) * G;
         if (t >= len[b]) {
           zero_span(da, 0, G), zero_span(dr, 0, G);
           return;
@@ -1196,10 +1232,14 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
         T* acc = sums_all + b * 3 * G;
         ln_input_backward(da, X.row(t, b), N.row(t, b), alpha1, stat[0], stat[1], G, acc, acc + G, acc + 2 * G);
       });
-      recurrent(DR.at(t), T(1), dh_all, b0, b1);  // dh_{t-1} += dR_t U
+      recurrent(slot, T(1), dh_all + b0 * H, 0, m);  // dh_{t-1} += dR_t U
+      if (++filled == chunk) flush();
     }
+    flush();
+    std::lock_guard<std::mutex> lock(mutex);
+    partials.emplace_back(b0, part);
   });
-  Tensor dU = mm_fresh(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
+  Tensor dU = transposed_sum<T>(in_row_order(partials));
   Tensor p = sums.sum(0), q = dP.sum(0);
   return {dxp, dH, dC, dU, p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G), q.slice(0, 0, H),
           q.slice(0, H, 2 * H)};
@@ -1369,7 +1409,7 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
 // GEMM before the loop, as in the other kernels, but part of it: each thread
 // takes its block of batch rows through all steps (for_row_blocks), computing
 // its rows of xp = x W^T (StepGemm) for one step (inference) or a few steps
-// (training, kSruChunkRows rows) and at once the gate math on them while they
+// (training, kWeightGradRows rows) and at once the gate math on them while they
 // are in cache; xp itself is never kept.  Training keeps c_t and the gates f
 // and r (with W_h x when there is one), so backward recomputes no sigmoid and
 // never needs W x:
@@ -1429,14 +1469,6 @@ SEQLAB_INLINE void sru_units_backward(const T* gates, const T* highway, const T*
   }
 }
 
-// Rows per GEMM in SRU training: the forward projects a row block's x for
-// several steps at once (about 128 rows), and backward adds the share of dW of
-// about 128 rows of dxp and x at once.  Such GEMMs run efficiently while their
-// blocks stay in L2.  Against one dW GEMM over a (T, B, G) dxp after the loop,
-// the training step took 2-8% less time at the issue-4 shapes; the chunked
-// forward (with f, r kept apart from xp) took 3-5% off again at the second and
-// third shapes and was within 1% at the first.
-constexpr int64_t kSruChunkRows = 128;
 
 template <typename T>
 std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vector<Tensor>& state,
@@ -1475,7 +1507,7 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
     return {out, hT, cT};
   }
   for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
-    const int64_t m = b1 - b0, chunk = std::max<int64_t>(1, kSruChunkRows / m);
+    const int64_t m = b1 - b0, chunk = std::max<int64_t>(1, kWeightGradRows / m);
     // xp of the block's rows for a few steps at once, one GEMM with chunk * m rows.
     Tensor xring = fresh({chunk * m, I}, x.options()), xpring = fresh({chunk * m, G}, x.options());
     T *const xr = xring.data_ptr<T>(), *const xpr = xpring.data_ptr<T>();
@@ -1527,7 +1559,7 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
   std::vector<std::pair<int64_t, Tensor>> partials;  // (b0, dW of rows b0..b1)
   for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
     const int64_t m = b1 - b0;
-    const int64_t chunk = std::max<int64_t>(1, kSruChunkRows / m);  // steps per dW update
+    const int64_t chunk = std::max<int64_t>(1, kWeightGradRows / m);  // steps per dW update
     Tensor ring = fresh({chunk * m, G}, dout.options()), xring = fresh({chunk * m, I}, dout.options());
     Tensor part = fresh({I, G}, dout.options());  // dW^T of these rows, from the first update on
     T *const dring = ring.data_ptr<T>(), *const xr = xring.data_ptr<T>();
@@ -1570,10 +1602,7 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
     std::lock_guard<std::mutex> lock(mutex);
     partials.emplace_back(b0, part);
   });
-  std::sort(partials.begin(), partials.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<Tensor> parts;
-  for (const auto& kv : partials) parts.push_back(kv.second);
-  return {transposed_sum<T>(parts), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
+  return {transposed_sum<T>(in_row_order(partials)), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
 }
 
 // ---------------------------------------------------------------------------
