@@ -1498,12 +1498,8 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
   const T *v = cptr<T>(params[0]), *bias = cptr<T>(params[1]);
   Tensor out = fresh({st.T, B, H}, x.options());
   Tensor hT = state[0].clone(), cT = state[1].clone();  // updated in place through time
-  // Training keeps c after each step and the gates f, r (, W_h x) of each step.
-  Tensor Cn = st.train ? fresh({st.T, B, H}, x.options()) : Tensor();
-  Tensor gates = st.train ? fresh({st.T, B, S}, x.options()) : Tensor();
   const StepGemm<T> projection(cptr<T>(W), B, G, I, true);
   const Buf<T> X = buf<T>(x), O = buf<T>(out);
-  const Buf<T> C = st.train ? buf<T>(Cn) : O, GS = st.train ? buf<T>(gates) : O;  // (O: unused placeholders)
   T *h = hT.data_ptr<T>(), *c = cT.data_ptr<T>();
   if (!st.train) {
     // Inference: each step's rows of xp into one scratch, then its gate math while they are in L1.
@@ -1526,6 +1522,9 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
     });
     return {out, hT, cT};
   }
+  // Training keeps c after each step and the gates f, r (, W_h x) of each step.
+  Tensor Cn = fresh({st.T, B, H}, x.options()), gates = fresh({st.T, B, S}, x.options());
+  const Buf<T> C = buf<T>(Cn), GS = buf<T>(gates);
   for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
     const int64_t m = b1 - b0, chunk = std::max<int64_t>(1, kWeightGradRows / m);
     // xp of the block's rows for a few steps at once, one GEMM with chunk * m rows.
@@ -1551,10 +1550,8 @@ std::vector<Tensor> sru_forward(const Tensor& x, const Tensor& W, const std::vec
       }
     }
   });
-  if (!st.train) return {out, hT, cT};
   return {out, hT, cT, gates, state[1], Cn};
 }
-
 
 // Returns [dW (G, I), dh_0, dc_0, dv, db, dx (T, B, I) or undefined without need_dx].
 template <typename T>
