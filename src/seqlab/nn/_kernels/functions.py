@@ -12,9 +12,13 @@ so that a training step pays no Python around the kernels):
    ``db = 1ᵀ dxp`` and the recurrent weight gradients as one GEMM each over
    all steps.
 
-SRU has no recurrent GEMM; its kernel computes each step's rows of ``xp``
-(and in backward of ``dx``) inside the time loop, so that the pointwise pass
-finds them in cache, and only ``dW`` is one GEMM after the loop.
+SRU has no recurrent GEMM; its kernel computes ``xp`` a few steps of a row
+block at a time inside the time loop (and in backward ``dx`` step by step),
+so that the pointwise pass finds them in cache.  Its backward, and that of
+``ln_lstm``, also adds the weight gradients up inside the loop, from rings of
+about 128 rows of the gradients and inputs (ln_lstm: ``dU``, and ``dx`` and
+``dW`` too where its weights are small), instead of keeping whole-sequence
+gradient buffers for GEMMs after the loop.
 
 Each supported cell class maps to a kernel name, its input projection, the
 recurrent parameters the kernel takes and its scalar options (``_SPECS``).
