@@ -998,14 +998,61 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
 // third shapes and was within 1% at the first.
 constexpr int64_t kWeightGradRows = 128;
 
-// The per-row-block partial sums (b0, sum) in the order of their rows, so that
-// adding them up gives the same result at every run.
-inline std::vector<Tensor> in_row_order(std::vector<std::pair<int64_t, Tensor>> partials) {
-  std::sort(partials.begin(), partials.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<Tensor> out;
-  for (auto& kv : partials) out.push_back(std::move(kv.second));
-  return out;
-}
+// A weight gradient of one row block, sum over its steps of in_t^T grad_t, kept
+// as its transpose (P, G): each step puts its m rows of the input (P wide) and
+// of the gradient (G wide) into rings of about kWeightGradRows rows, and every
+// few steps one GEMM adds the rings up while they are in cache.
+template <typename T>
+class GradRing {
+ public:
+  GradRing(int64_t m, int64_t P, int64_t G, const at::TensorOptions& options)
+      : m_(m), P_(P), G_(G), steps_(std::max<int64_t>(1, kWeightGradRows / m)),
+        in_(fresh({steps_ * m, P}, options)), grad_(fresh({steps_ * m, G}, options)), sum_(fresh({P, G}, options)) {}
+  // Where this step's gradient rows go (m rows of G).
+  T* grad_slot() const { return grad_.data_ptr<T>() + filled_ * m_ * G_; }
+  // This step's input rows (m rows of P, contiguous); then the step is complete.
+  void add_step(const T* in_rows) {
+    std::memcpy(in_.data_ptr<T>() + filled_ * m_ * P_, in_rows, sizeof(T) * m_ * P_);
+    if (++filled_ == steps_) flush();
+  }
+  // The block's sum (P, G), after its last step.
+  Tensor finish() {
+    flush();
+    return sum_;
+  }
+
+ private:
+  void flush() {
+    if (!filled_) return;
+    gemm<T>('T', 'N', P_, G_, filled_ * m_, in_.data_ptr<T>(), grad_.data_ptr<T>(), started_ ? T(1) : T(0),
+            sum_.data_ptr<T>());
+    started_ = true, filled_ = 0;
+  }
+  int64_t m_, P_, G_, steps_, filled_ = 0;
+  bool started_ = false;
+  Tensor in_, grad_, sum_;
+};
+
+// The row blocks' sums of one weight gradient, added in the order of their
+// rows (the same result at every run) and transposed back: (G, P).
+template <typename T>
+class BlockSums {
+ public:
+  void add(int64_t b0, Tensor sum) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    parts_.emplace_back(b0, std::move(sum));
+  }
+  Tensor transposed_total() {
+    std::sort(parts_.begin(), parts_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Tensor> sums;
+    for (auto& kv : parts_) sums.push_back(kv.second);
+    return transposed_sum<T>(sums);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<int64_t, Tensor>> parts_;
+};
 
 // ---------------------------------------------------------------------------
 // Layer-normalized LSTM (Ba, Kiros & Hinton 2016, sec. 3.1):
@@ -1174,8 +1221,9 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   // whole-sequence GEMMs after the loop.
   const bool in_loop = G * (I + H) * static_cast<int64_t>(sizeof(T)) <= l2_bytes() / 2;
   Tensor dxp = in_loop ? Tensor() : fresh({st.T, B, G}, dout.options());
-  Tensor dx = in_loop && need_dx ? fresh({st.T, B, I}, dout.options()) : Tensor();
-  T* const dx_all = dx.defined() ? dx.data_ptr<T>() : nullptr;
+  Tensor dx = need_dx ? fresh({st.T, B, I}, dout.options()) : Tensor();
+  T* const dx_all = need_dx ? dx.data_ptr<T>() : nullptr;
+  T* const dxp_all = in_loop ? nullptr : dxp.data_ptr<T>();
   const T* const x_all = x.data_ptr<T>();
   std::optional<StepGemm<T>> input_back;  // dx_t = dxp_t W
   if (in_loop) input_back.emplace(cptr<T>(W), B, I, G, false);
@@ -1184,43 +1232,28 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   // and α_2).
   Tensor dP = fresh({B, 2 * H}, dout.options()).zero_();
   const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
-  const Buf<T> X = buf<T>(xp), N = buf<T>(nhat), AC = buf<T>(acts), D = in_loop ? X : buf<T>(dxp);
+  const Buf<T> X = buf<T>(xp), N = buf<T>(nhat), AC = buf<T>(acts);
   const T* const hs_all = Hs.data_ptr<T>();
-  std::mutex mutex;
-  std::vector<std::pair<int64_t, Tensor>> partials, wpartials;  // (b0, dU^T or dW^T of rows b0..b1)
+  BlockSums<T> dU, dW;
   const Buf<T> S = buf<T>(stats), CS = buf<T>(Cs), GO = buf<T>(dout);
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>(), *const dp_all = dP.data_ptr<T>();
   Tensor sums = fresh({B, 3 * G}, dout.options()).zero_();  // per row: dα_1, db, dα_2
   T* const sums_all = sums.data_ptr<T>();
   for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
-    // dR_t = d/d (h_{t-1} U^T) of the block's rows goes into a ring of about kWeightGradRows rows, with
-    // h_{t-1} beside it; every few steps dU^T += H^T dR over the ring, as in SRU's backward.
-    const int64_t m = b1 - b0, chunk = std::max<int64_t>(1, kWeightGradRows / m);
+    // dR_t = d/d (h_{t-1} U^T) of the block's rows and h_{t-1} go into rings for dU^T, as in SRU's
+    // backward (and with small weights d/d (W x) and x for dW^T).
+    const int64_t m = b1 - b0;
     // Inside a thread's row block its rows run in order on this thread, so they share one row of the
     // parameter sums (the block's first, kept in L1; about 1% less time at H=256); where the rows run
     // in parallel (for_row_blocks' fallback), each keeps its own.
     const bool blockwise = at::in_parallel_region();
-    Tensor ring = fresh({chunk * m, G}, dout.options()), hring = fresh({chunk * m, H}, dout.options());
-    Tensor part = fresh({H, G}, dout.options());
-    const int64_t in_rows = in_loop ? chunk * m : 0;
-    Tensor gring = fresh({in_rows, G}, dout.options()), xring = fresh({in_rows, I}, dout.options());
-    Tensor wpart = fresh({in_loop ? I : 0, G}, dout.options());
-    T *const dring = ring.data_ptr<T>(), *const hr = hring.data_ptr<T>();
-    T *const gr = gring.data_ptr<T>(), *const xr = xring.data_ptr<T>();
-    int64_t filled = 0;
-    bool updated = false;
-    const auto flush = [&] {
-      if (filled) gemm<T>('T', 'N', H, G, filled * m, hr, dring, updated ? T(1) : T(0), part.data_ptr<T>());
-      if (filled && in_loop) gemm<T>('T', 'N', I, G, filled * m, xr, gr, updated ? T(1) : T(0), wpart.data_ptr<T>());
-      updated |= filled > 0;
-      filled = 0;
-    };
+    GradRing<T> rec_ring(m, H, G, dout.options());
+    std::optional<GradRing<T>> in_ring;
+    if (in_loop) in_ring.emplace(m, I, G, dout.options());
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
-      T* const slot = dring + filled * m * G;
-      T* const gslot = in_loop ? gr + filled * m * G : D.at(t) + b0 * G;  // d/d (W x) of rows b0..b1
-      std::memcpy(hr + filled * m * H, hs_all + (t * B + b0) * H, sizeof(T) * m * H);
-      if (in_loop) std::memcpy(xr + filled * m * I, x_all + (t * B + b0) * I, sizeof(T) * m * I);
+      T* const slot = rec_ring.grad_slot();
+      T* const gslot = in_loop ? in_ring->grad_slot() : dxp_all + (t * B + b0) * G;  // d/d (W x), rows b0..b1
       for_rows(b0, b1, 8 * G, [&](int64_t b) {
         const int64_t row = blockwise ? b0 : b;
         T *da = gslot + (b - b0) * G, *dr = slot + (b - b0) * G;
@@ -1257,18 +1290,27 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
       });
       recurrent(slot, T(1), dh_all + b0 * H, 0, m);  // dh_{t-1} += dR_t U
       if (in_loop && need_dx) (*input_back)(gslot, T(0), dx_all + (t * B + b0) * I, 0, m);
-      if (++filled == chunk) flush();
+      rec_ring.add_step(hs_all + (t * B + b0) * H);
+      if (in_loop) in_ring->add_step(x_all + (t * B + b0) * I);
     }
-    flush();
-    std::lock_guard<std::mutex> lock(mutex);
-    partials.emplace_back(b0, part);
-    if (in_loop) wpartials.emplace_back(b0, wpart);
+    dU.add(b0, rec_ring.finish());
+    if (in_loop) dW.add(b0, in_ring->finish());
   });
-  Tensor dU = transposed_sum<T>(in_row_order(partials));
-  Tensor dW_or_dxp = in_loop ? transposed_sum<T>(in_row_order(wpartials)) : dxp;
+  // With larger weights, dx and dW as one GEMM each over all steps.
+  Tensor dW_total;
+  if (in_loop) {
+    dW_total = dW.transposed_total();
+  } else {
+    const Tensor dxp2 = dxp.view({st.T * B, G}), x2 = x.view({st.T * B, I});
+    dW_total = mm_fresh(dxp2.t(), x2);
+    if (need_dx) {
+      Tensor dx2 = dx.view({st.T * B, I});
+      at::mm_out(dx2, dxp2, W);
+    }
+  }
   Tensor p = sums.sum(0), q = dP.sum(0);
-  return {dW_or_dxp, dH, dC, dU, p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G), q.slice(0, 0, H),
-          q.slice(0, H, 2 * H), dx};
+  return {dW_total, dH, dC, dU.transposed_total(), p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G),
+          q.slice(0, 0, H), q.slice(0, H, 2 * H), dx};
 }
 
 // ---------------------------------------------------------------------------
@@ -1578,26 +1620,13 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>();
   T *const dv_all = dv.data_ptr<T>(), *const db_all = db.data_ptr<T>();
   T* const dx_all = dx.defined() ? dx.data_ptr<T>() : nullptr;
-  std::mutex mutex;
-  std::vector<std::pair<int64_t, Tensor>> partials;  // (b0, dW of rows b0..b1)
+  BlockSums<T> dW;
   for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
     const int64_t m = b1 - b0;
-    const int64_t chunk = std::max<int64_t>(1, kWeightGradRows / m);  // steps per dW update
-    Tensor ring = fresh({chunk * m, G}, dout.options()), xring = fresh({chunk * m, I}, dout.options());
-    Tensor part = fresh({I, G}, dout.options());  // dW^T of these rows, from the first update on
-    T *const dring = ring.data_ptr<T>(), *const xr = xring.data_ptr<T>();
-    int64_t filled = 0;
-    bool updated = false;
-    const auto flush = [&] {
-      // dW^T (I, G) (+)= x^T dxp over the ring's rows.
-      if (filled) gemm<T>('T', 'N', I, G, filled * m, xr, dring, updated ? T(1) : T(0), part.data_ptr<T>());
-      updated |= filled > 0;
-      filled = 0;
-    };
+    GradRing<T> ring(m, I, G, dout.options());  // dW^T = x^T dxp of these rows
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
-      T* const slot = dring + filled * m * G;
-      std::memcpy(xr + filled * m * I, X.row(t, b0), sizeof(T) * m * I);
+      T* const slot = ring.grad_slot();  // dxp_t of rows b0..b1
       for_units(b0, b1, H, kGrain / 8, [&](int64_t b, int64_t j0, int64_t j1) {
         T* d = slot + (b - b0) * G;
         T* d_hw = plain ? dx_all + (t * B + b) * I : d + 3 * H;
@@ -1619,13 +1648,11 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
                                        d_hw, H, j0, j1);
       });
       if (need_dx) projection(slot, plain ? T(1) : T(0), dx_all + (t * B + b0) * I, 0, m);
-      if (++filled == chunk) flush();
+      ring.add_step(X.row(t, b0));
     }
-    flush();
-    std::lock_guard<std::mutex> lock(mutex);
-    partials.emplace_back(b0, part);
+    dW.add(b0, ring.finish());
   });
-  return {transposed_sum<T>(in_row_order(partials)), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
+  return {dW.transposed_total(), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
 }
 
 // ---------------------------------------------------------------------------
@@ -1737,11 +1764,8 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
       TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
   });
   // The projection's backward, one GEMM each over all steps: dx = dxp W, dW = dxp^T x, db = sum dxp
-  // (SRU's kernel, and ln_lstm's with small weights, have done dx and dW in their loops: their last and
-  // first results; ln_lstm's first result is then (G, I) instead of dxp (T, B, G)).
-  const bool ln_done = kind == "ln_lstm" && grads[0].dim() == 2;
-  if (kind == "ln_lstm" && !ln_done) grads.pop_back();  // its undefined dx
-  const bool done = kind == "sru" || ln_done;
+  // (the SRU and ln_lstm kernels return dW and dx themselves: their first and last results).
+  const bool done = kind == "sru" || kind == "ln_lstm";
   const Tensor x2 = x.view({T * B, I});
   const Tensor dxp = done ? Tensor() : grads[0].view({T * B, G});
   Tensor dx;
