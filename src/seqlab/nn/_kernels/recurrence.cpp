@@ -467,10 +467,12 @@ class MklPackedGemm {
 };
 #endif
 
-// Which of them runs the float step GEMMs: PanelGemm<Avx2> on CPUs without
-// AVX-512 (faster on the AMD EPYC it was measured on, see above); on Intel CPUs
-// with AVX-512, "auto": PanelGemm<Avx512> for weights that fit in one core's
-// L2, MKL's packed GEMM for larger ones, which it streams better from L3
+// Which of them runs the float step GEMMs: on other CPUs than Intel's, the
+// widest PanelGemm built (PanelGemm<Avx2> beat MKL on an AMD EPYC without
+// AVX-512, see above, and PanelGemm<Avx512> beat both on one with it, by 3-20%);
+// on Intel CPUs with AVX-512, "auto": PanelGemm<Avx512> for weights that fit in
+// one core's L2, MKL's packed GEMM for larger ones, which it streams better
+// from L3; on Intel CPUs with AVX2 only, MKL's packed GEMM
 // (benchmarks/step_gemm.py times every kind; docs/results/step_gemm_cpu.md).
 // step_gemm() in the module switches at run time (the tests run every kind).
 enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked, kAuto };
@@ -478,7 +480,9 @@ enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked, kAuto };
 inline StepKind default_step_kind() {
 #if defined(SEQLAB_PANEL512_GEMM) && defined(SEQLAB_USE_MKL_PACK)
   __builtin_cpu_init();
-  return __builtin_cpu_is("intel") ? StepKind::kAuto : StepKind::kPanel;
+  return __builtin_cpu_is("intel") ? StepKind::kAuto : StepKind::kPanel512;
+#elif defined(SEQLAB_PANEL512_GEMM)
+  return StepKind::kPanel512;
 #elif defined(SEQLAB_PANEL_GEMM) && defined(SEQLAB_USE_MKL_PACK)
   __builtin_cpu_init();
   return __builtin_cpu_is("intel") ? StepKind::kMklPacked : StepKind::kPanel;
