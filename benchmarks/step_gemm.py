@@ -6,6 +6,8 @@ that is a run-time switch, ``seqlab.nn._kernels.load().step_gemm(kind)``:
 ``panel`` (seqlab's AVX2 micro-kernel), ``panel512`` (its AVX-512 form),
 ``mkl`` (MKL's packed GEMM), ``auto`` (panel512 below one core's L2, else
 mkl) and ``blas`` (a BLAS call per step), as far as this build has them.
+Under the two panel kinds the whole-sequence products (input projection, dx,
+weight gradients) run on the same micro-kernel; under the others on MKL.
 
 For every cell with a compiled kernel at the three shapes of issue 4, one
 layer, float32, inference and training (forward + backward), this times the

@@ -173,14 +173,16 @@ def _step_gemms():
 
 @pytest.mark.parametrize(
     "name, hidden, batch",
-    [("peephole", 20, 13), ("nested_lstm", 20, 13), ("sru", 20, 13), ("peephole", 20, 30), ("cifg", 520, 2)],
+    [("peephole", 20, 13), ("nested_lstm", 20, 13), ("sru", 20, 13), ("peephole", 20, 30), ("cifg", 520, 2),
+     ("janet", 20, 70)],
 )
 def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
     """float32 runs the kernels' own per-step GEMM (StepGemm<float>), each kind this build has: 13
     rows split 7 + 6 over two threads (AVX2 panel: row blocks of 4 + 3 and 6), 30 rows split 15 + 15
     (AVX-512 panel: row blocks of 8 + 7), 80 = 5 x 16 gate columns plus a last panel of 4 (H = 20;
     AVX-512: 2 x 32 plus 16), and a step split over the threads (H = 520: 3.2 MB of weights, one
-    row per thread)."""
+    row per thread).  Under the panel kinds the whole-sequence products run on the panels too: 280
+    rows (B = 70) take the weight gradients' sums over more than one 256-deep piece of a panel."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -218,7 +220,7 @@ def test_lstm_step_without_autograd_takes_the_compiled_pointwise_pass(dtype):
     want = cell.step(cell.project(x), (h, c))  # autograd records: PyTorch ops
     assert want[0].requires_grad
     with torch.no_grad():
-        a = cell.project(x) + h @ cell.weight_hh.t()
+        a = torch.addmm(cell.project(x), h, cell.weight_hh.t())  # as LSTMCell.step forms it: one rounding
         got = _kernels.load().lstm_pointwise(a, c)
         via_cell = cell.step(cell.project(x), (h, c))
     tol = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)

@@ -366,17 +366,46 @@ class PanelGemm {
     const int64_t m = b1 - b0;
     const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, m * k_ * kPanel));
     at::parallel_for(0, panels_, grain, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) panel(a, m, q, add, c);
+      for (int64_t q = q0; q < q1; ++q) panel<false>(a, k_, m, q, add, c);
+    });
+  }
+
+  // The same product for a long A of m rows, (m, k), or stored transposed, (k, m), when
+  // ``a_transposed``: the whole-sequence GEMMs.  Each thread takes groups of kGroupRows
+  // rows through every panel, the per-step pattern (a few rows of A stay in L1 while the
+  // panels stream past from L2), which ran at 185-200 GFLOP/s on two AMD EPYC cores
+  // where MKL's GEMM ran the same products at 165-185.
+  void product(const float* a, bool a_transposed, int64_t m, float beta, float* c) const {
+    const bool add = beta != 0.0f;
+    const int64_t groups = (m + kGroupRows - 1) / kGroupRows;
+    at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t r0 = g * kGroupRows, rows = std::min(kGroupRows, m - r0);
+        for (int64_t q = 0; q < panels_; ++q) {
+          if (a_transposed)
+            panel<true>(a + r0, m, rows, q, add, c + r0 * n_);
+          else
+            panel<false>(a + r0 * k_, k_, rows, q, add, c + r0 * n_);
+        }
+      }
     });
   }
 
  private:
   using Reg = typename V::Reg;
   static constexpr int64_t kLanes = V::lanes, kPanel = 2 * V::lanes, kRows = V::rows, kDepth = V::depth;
+  static constexpr int64_t kGroupRows = 3 * V::rows;
 
-  // C[0:R, 0:kPanel] (+)= A[0:R, 0:kl] P_q[0:kl] for R <= kRows rows (A's row stride is k), ldc the row stride of C.
-  template <int R>
-  SEQLAB_INLINE void micro(const float* a, const float* pq, int64_t kl, bool add, float* c, int64_t ldc) const {
+  // A[r, i] of A (rows, k) with row stride lda, or of A stored transposed (k, rows) with row stride lda.
+  template <bool TA>
+  static SEQLAB_INLINE const float* elem(const float* a, int64_t lda, int64_t r, int64_t i) {
+    return TA ? a + i * lda + r : a + r * lda + i;
+  }
+
+  // C[0:R, 0:kPanel] (+)= A[0:R, 0:kl] P_q[0:kl] for R <= kRows rows, ldc the row stride of C.
+  template <int R, bool TA>
+  SEQLAB_INLINE void micro(const float* a, int64_t lda, const float* pq, int64_t kl, bool add, float* c,
+                           int64_t ldc) const {
     Reg lo[R], hi[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) lo[r] = V::zero(), hi[r] = V::zero();
@@ -385,7 +414,7 @@ class PanelGemm {
       const Reg w0 = V::load(pq + i * kPanel), w1 = V::load(pq + i * kPanel + kLanes);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        const Reg x = V::broadcast(a + r * k_ + i);
+        const Reg x = V::broadcast(elem<TA>(a, lda, r, i));
         lo[r] = V::fmadd(x, w0, lo[r]);
         hi[r] = V::fmadd(x, w1, hi[r]);
       }
@@ -400,23 +429,24 @@ class PanelGemm {
     }
   }
 
-  template <int R>
-  SEQLAB_INLINE void micro_upto(int64_t rows, const float* a, const float* pq, int64_t kl, bool add, float* c,
-                                int64_t ldc) const {
+  template <int R, bool TA>
+  SEQLAB_INLINE void micro_upto(int64_t rows, const float* a, int64_t lda, const float* pq, int64_t kl, bool add,
+                                float* c, int64_t ldc) const {
     if constexpr (R > 1) {
-      if (rows < R) return micro_upto<R - 1>(rows, a, pq, kl, add, c, ldc);
+      if (rows < R) return micro_upto<R - 1, TA>(rows, a, lda, pq, kl, add, c, ldc);
     }
-    micro<R>(a, pq, kl, add, c, ldc);
+    micro<R, TA>(a, lda, pq, kl, add, c, ldc);
   }
 
   // R rows against panel q; a last panel narrower than kPanel columns goes through a scratch tile.
-  SEQLAB_INLINE void rows(int64_t R, const float* a, const float* pq, int64_t kl, bool add, float* c,
+  template <bool TA>
+  SEQLAB_INLINE void rows(int64_t R, const float* a, int64_t lda, const float* pq, int64_t kl, bool add, float* c,
                           int64_t width) const {
     float tile[kRows * kPanel];
     const bool whole = width == kPanel;
     float* out = whole ? c : tile;
     const int64_t ld = whole ? n_ : kPanel;
-    micro_upto<kRows>(R, a, pq, kl, whole && add, out, ld);
+    micro_upto<kRows, TA>(R, a, lda, pq, kl, whole && add, out, ld);
     if (whole) return;
     for (int64_t r = 0; r < R; ++r)
       for (int64_t j = 0; j < width; ++j) c[r * n_ + j] = (add ? c[r * n_ + j] : 0.0f) + tile[r * kPanel + j];
@@ -424,14 +454,16 @@ class PanelGemm {
 
   // All m rows against panel q, in blocks of at most kRows rows of near-equal size (8 rows with kRows = 6:
   // 4 + 4, not 6 + 2), and over k in pieces of kDepth so that the piece of the panel stays near L1.
-  void panel(const float* a, int64_t m, int64_t q, bool add, float* c) const {
+  template <bool TA>
+  void panel(const float* a, int64_t lda, int64_t m, int64_t q, bool add, float* c) const {
     const float* pq = data_ + q * k_ * kPanel;
     const int64_t width = std::min(kPanel, n_ - q * kPanel), blocks = (m + kRows - 1) / kRows;
     for (int64_t k0 = 0; k0 < k_; k0 += kDepth) {
       const int64_t kl = std::min(kDepth, k_ - k0);
       for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
         const int64_t R = m / blocks + (blk < m % blocks ? 1 : 0);
-        rows(R, a + r0 * k_ + k0, pq + k0 * kPanel, kl, add || k0 > 0, c + r0 * n_ + q * kPanel, width);
+        rows<TA>(R, elem<TA>(a, lda, r0, k0), lda, pq + k0 * kPanel, kl, add || k0 > 0, c + r0 * n_ + q * kPanel,
+                 width);
         r0 += R;
       }
     }
@@ -545,10 +577,40 @@ class StepGemm<float> {
 #endif
 };
 
+// out (m, n) = a (m, k) b (k, n) for the whole-sequence products, 2-d operands each
+// contiguous or the transpose of a contiguous matrix: with seqlab's panels where they
+// run the per-step GEMMs (PanelGemm::product; on such CPUs they also beat MKL's
+// GEMM), else with ATen's GEMM (MKL on x86).  out is contiguous.
+#ifdef SEQLAB_PANEL_GEMM
+template <class V>
+void panel_product(Tensor& out, const Tensor& a, const Tensor& b) {
+  const bool b_transposed = !b.is_contiguous();
+  const Tensor w = b_transposed ? b.t() : b;  // (k, n), or (n, k) stored
+  const PanelGemm<V> gemm(w.data_ptr<float>(), b.size(1), b.size(0), b_transposed);
+  const bool a_transposed = !a.is_contiguous();
+  gemm.product(a.data_ptr<float>(), a_transposed, a.size(0), 0.0f, out.data_ptr<float>());
+}
+#endif
+
+inline void mm_into(Tensor& out, const Tensor& a, const Tensor& b) {
+#ifdef SEQLAB_PANEL_GEMM
+  const StepKind kind = step_kind().load();
+  const auto plain = [](const Tensor& m) { return m.is_contiguous() || m.t().is_contiguous(); };
+  if (a.scalar_type() == at::kFloat && out.is_contiguous() && plain(a) && plain(b) && a.size(1) > 0 &&
+      (kind == StepKind::kPanel || kind == StepKind::kPanel512)) {
+#ifdef SEQLAB_PANEL512_GEMM
+    if (kind == StepKind::kPanel512) return panel_product<Avx512>(out, a, b);
+#endif
+    return panel_product<Avx2>(out, a, b);
+  }
+#endif
+  at::mm_out(out, a, b);
+}
+
 // a (m, k) b (k, n) into a pooled buffer.
 inline Tensor mm_fresh(const Tensor& a, const Tensor& b) {
   Tensor out = fresh({a.size(0), b.size(1)}, a.options());
-  at::mm_out(out, a, b);
+  mm_into(out, a, b);
   return out;
 }
 
@@ -582,7 +644,9 @@ Tensor transposed_sum(const std::vector<Tensor>& ms) {
 // The sums over the rows of m (rows, cols) as (1, rows) x m: the BLAS reads m once,
 // at about 2.5x the speed of m.sum(0) for the (T B, G) gradients here.
 inline Tensor column_sums(const Tensor& m) {
-  return mm_fresh(at::ones({1, m.size(0)}, m.options()), m).view({m.size(1)});
+  Tensor out = fresh({1, m.size(1)}, m.options());
+  at::mm_out(out, at::ones({1, m.size(0)}, m.options()), m);
+  return out.view({m.size(1)});
 }
 
 // ---------------------------------------------------------------------------
@@ -1309,7 +1373,7 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
     dW_total = mm_fresh(dxp2.t(), x2);
     if (need_dx) {
       Tensor dx2 = dx.view({st.T * B, I});
-      at::mm_out(dx2, dxp2, W);
+      mm_into(dx2, dxp2, W);
     }
   }
   Tensor p = sums.sum(0), q = dP.sum(0);
@@ -1711,7 +1775,7 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   if (kind != "sru") {
     xp = fresh({T, B, G}, x.options());
     Tensor xp2 = xp.view({T * B, G});
-    at::mm_out(xp2, x.view({T * B, I}), proj[0].t());
+    mm_into(xp2, x.view({T * B, I}), proj[0].t());
   }
   std::vector<Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "seqlab_forward", [&] {
@@ -1779,7 +1843,7 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
   } else if (need_dx) {
     dx = fresh({T, B, I}, x.options());
     Tensor dx2 = dx.view({T * B, I});
-    at::mm_out(dx2, dxp, proj[0]);
+    mm_into(dx2, dxp, proj[0]);
   }
   Tensor dW = done ? grads[0] : mm_fresh(dxp.t(), x2);
   std::vector<Tensor> result{need_dx ? dx : Tensor(), dW};
@@ -1979,7 +2043,8 @@ std::vector<Tensor> dot_attention(const Tensor& q_in, const Tensor& keys_in, con
 
 // The float step GEMM: "panel" (seqlab's AVX2 kernel), "panel512" (its AVX-512 form), "mkl"
 // (MKL's packed GEMM), "auto" (panel512 or mkl by the weights' size) or "blas" (a BLAS call per
-// step); sets it when ``name`` is one that this build has, and returns the current one.
+// step); sets it when ``name`` is one that this build has, and returns the current one.  Under
+// the panel kinds the whole-sequence products run on the panels too (mm_into).
 std::string step_gemm(const std::string& name) {
   static const std::map<std::string, StepKind> kinds{
       {"blas", StepKind::kBlas},
@@ -2030,5 +2095,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dot_attention", &seqlab::dot_attention, "one query per row: masked softmax of dot products, weighted sum");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
   m.def("step_gemm", &seqlab::step_gemm, pybind11::arg("name") = "",
-        "the float per-step GEMM (panel, panel512, mkl, auto or blas); sets it when a name is given");
+        "the float per-step GEMM (panel, panel512, mkl, auto or blas; the panel kinds run the whole-sequence "
+        "products too); sets it when a name is given");
 }
