@@ -45,6 +45,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <unistd.h>  // sysconf
@@ -577,33 +578,38 @@ class StepGemm<float> {
 #endif
 };
 
-// out (m, n) = a (m, k) b (k, n) for the whole-sequence products, 2-d operands each
-// contiguous or the transpose of a contiguous matrix: with seqlab's panels where they
-// run the per-step GEMMs (PanelGemm::product; on such CPUs they also beat MKL's
-// GEMM), else with ATen's GEMM (MKL on x86).  out is contiguous.
-#ifdef SEQLAB_PANEL_GEMM
-template <class V>
-void panel_product(Tensor& out, const Tensor& a, const Tensor& b) {
-  const bool b_transposed = !b.is_contiguous();
-  const Tensor w = b_transposed ? b.t() : b;  // (k, n), or (n, k) stored
-  const PanelGemm<V> gemm(w.data_ptr<float>(), b.size(1), b.size(0), b_transposed);
-  const bool a_transposed = !a.is_contiguous();
-  gemm.product(a.data_ptr<float>(), a_transposed, a.size(0), 0.0f, out.data_ptr<float>());
-}
-#endif
-
-inline void mm_into(Tensor& out, const Tensor& a, const Tensor& b) {
-#ifdef SEQLAB_PANEL_GEMM
+// The whole-sequence products (and the weight-gradient rings below) run on
+// seqlab's panels where they run the per-step GEMMs (PanelGemm::product; on such
+// CPUs they also beat MKL's GEMM), else on the BLAS.
+inline bool panel_products() {
   const StepKind kind = step_kind().load();
-  const auto plain = [](const Tensor& m) { return m.is_contiguous() || m.t().is_contiguous(); };
-  if (a.scalar_type() == at::kFloat && out.is_contiguous() && plain(a) && plain(b) && a.size(1) > 0 &&
-      (kind == StepKind::kPanel || kind == StepKind::kPanel512)) {
+  return kind == StepKind::kPanel || kind == StepKind::kPanel512;
+}
+
+// C (m, n) (+)= op(A) op(B) on the panels (beta 0 or 1): A (m, k), or stored (k, m) when
+// ``a_transposed``; B (k, n), or stored (n, k) when ``b_transposed``.  Only while
+// panel_products().
+inline void panel_product(const float* a, bool a_transposed, int64_t m, const float* b, bool b_transposed, int64_t n,
+                          int64_t k, float beta, float* c) {
 #ifdef SEQLAB_PANEL512_GEMM
-    if (kind == StepKind::kPanel512) return panel_product<Avx512>(out, a, b);
+  if (step_kind().load() == StepKind::kPanel512)
+    return PanelGemm<Avx512>(b, n, k, b_transposed).product(a, a_transposed, m, beta, c);
 #endif
-    return panel_product<Avx2>(out, a, b);
+#ifdef SEQLAB_PANEL_GEMM
+  PanelGemm<Avx2>(b, n, k, b_transposed).product(a, a_transposed, m, beta, c);
+#endif
+}
+
+// out (m, n) = a (m, k) b (k, n), 2-d operands each contiguous or the transpose of a
+// contiguous matrix; out contiguous.
+inline void mm_into(Tensor& out, const Tensor& a, const Tensor& b) {
+  const auto plain = [](const Tensor& m) { return m.is_contiguous() || m.t().is_contiguous(); };
+  if (a.scalar_type() == at::kFloat && panel_products() && out.is_contiguous() && plain(a) && plain(b) &&
+      a.size(1) > 0) {
+    const bool a_transposed = !a.is_contiguous(), b_transposed = !b.is_contiguous();
+    return panel_product(a.data_ptr<float>(), a_transposed, a.size(0), b.data_ptr<float>(), b_transposed, b.size(1),
+                         b.size(0), 0.0f, out.data_ptr<float>());
   }
-#endif
   at::mm_out(out, a, b);
 }
 
@@ -1066,16 +1072,19 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
 // third shapes and was within 1% at the first.
 constexpr int64_t kWeightGradRows = 128;
 
-// A weight gradient of one row block, sum over its steps of in_t^T grad_t, kept
-// as its transpose (P, G): each step puts its m rows of the input (P wide) and
-// of the gradient (G wide) into rings of about kWeightGradRows rows, and every
-// few steps one GEMM adds the rings up while they are in cache.
+// A weight gradient of one row block, sum over its steps of grad_t^T in_t (G, P):
+// each step puts its m rows of the input (P wide) and of the gradient (G wide)
+// into rings of about kWeightGradRows rows, and every few steps one GEMM adds the
+// rings up while they are in cache.  On the BLAS the sum is kept as its transpose
+// (P, G), the orientation MKL ran faster on an Intel Xeon; on the panels as (G, P).
 template <typename T>
 class GradRing {
  public:
   GradRing(int64_t m, int64_t P, int64_t G, const at::TensorOptions& options)
       : m_(m), P_(P), G_(G), steps_(std::max<int64_t>(1, kWeightGradRows / m)),
-        in_(fresh({steps_ * m, P}, options)), grad_(fresh({steps_ * m, G}, options)), sum_(fresh({P, G}, options)) {}
+        transposed_(!(std::is_same_v<T, float> && panel_products())),
+        in_(fresh({steps_ * m, P}, options)), grad_(fresh({steps_ * m, G}, options)),
+        sum_(transposed_ ? fresh({P, G}, options) : fresh({G, P}, options)) {}
   // Where this step's gradient rows go (m rows of G).
   T* grad_slot() const { return grad_.data_ptr<T>() + filled_ * m_ * G_; }
   // This step's input rows (m rows of P, contiguous); then the step is complete.
@@ -1083,7 +1092,8 @@ class GradRing {
     std::memcpy(in_.data_ptr<T>() + filled_ * m_ * P_, in_rows, sizeof(T) * m_ * P_);
     if (++filled_ == steps_) flush();
   }
-  // The block's sum (P, G), after its last step.
+  // The block's sum after its last step: (P, G) when transposed(), else (G, P).
+  bool transposed() const { return transposed_; }
   Tensor finish() {
     flush();
     return sum_;
@@ -1092,33 +1102,47 @@ class GradRing {
  private:
   void flush() {
     if (!filled_) return;
-    gemm<T>('T', 'N', P_, G_, filled_ * m_, in_.data_ptr<T>(), grad_.data_ptr<T>(), started_ ? T(1) : T(0),
-            sum_.data_ptr<T>());
+    const int64_t rows = filled_ * m_;
+    const T beta = started_ ? T(1) : T(0);
+    if constexpr (std::is_same_v<T, float>) {
+      if (!transposed_) {
+        panel_product(grad_.data_ptr<T>(), true, G_, in_.data_ptr<T>(), false, P_, rows, beta, sum_.data_ptr<T>());
+        started_ = true, filled_ = 0;
+        return;
+      }
+    }
+    gemm<T>('T', 'N', P_, G_, rows, in_.data_ptr<T>(), grad_.data_ptr<T>(), beta, sum_.data_ptr<T>());
     started_ = true, filled_ = 0;
   }
   int64_t m_, P_, G_, steps_, filled_ = 0;
-  bool started_ = false;
+  bool transposed_, started_ = false;
   Tensor in_, grad_, sum_;
 };
 
-// The row blocks' sums of one weight gradient, added in the order of their
-// rows (the same result at every run) and transposed back: (G, P).
+// The row blocks' sums of one weight gradient (their rings' results), added in
+// the order of their rows (the same result at every run): (G, P).
 template <typename T>
 class BlockSums {
  public:
-  void add(int64_t b0, Tensor sum) {
+  void add(int64_t b0, GradRing<T>& ring) {
+    const bool transposed = ring.transposed();
+    Tensor sum = ring.finish();
     std::lock_guard<std::mutex> lock(mutex_);
+    transposed_ = transposed;
     parts_.emplace_back(b0, std::move(sum));
   }
-  Tensor transposed_total() {
+  Tensor total() {
     std::sort(parts_.begin(), parts_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     std::vector<Tensor> sums;
     for (auto& kv : parts_) sums.push_back(kv.second);
-    return transposed_sum<T>(sums);
+    if (transposed_) return transposed_sum<T>(sums);
+    for (size_t k = 1; k < sums.size(); ++k) sums[0].add_(sums[k]);
+    return sums[0];
   }
 
  private:
   std::mutex mutex_;
+  bool transposed_ = true;
   std::vector<std::pair<int64_t, Tensor>> parts_;
 };
 
@@ -1361,13 +1385,13 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
       rec_ring.add_step(hs_all + (t * B + b0) * H);
       if (in_loop) in_ring->add_step(x_all + (t * B + b0) * I);
     }
-    dU.add(b0, rec_ring.finish());
-    if (in_loop) dW.add(b0, in_ring->finish());
+    dU.add(b0, rec_ring);
+    if (in_loop) dW.add(b0, *in_ring);
   });
   // With larger weights, dx and dW as one GEMM each over all steps.
   Tensor dW_total;
   if (in_loop) {
-    dW_total = dW.transposed_total();
+    dW_total = dW.total();
   } else {
     const Tensor dxp2 = dxp.view({st.T * B, G}), x2 = x.view({st.T * B, I});
     dW_total = mm_fresh(dxp2.t(), x2);
@@ -1377,7 +1401,7 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
     }
   }
   Tensor p = sums.sum(0), q = dP.sum(0);
-  return {dW_total, dH, dC, dU.transposed_total(), p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G),
+  return {dW_total, dH, dC, dU.total(), p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G),
           q.slice(0, 0, H), q.slice(0, H, 2 * H), dx};
 }
 
@@ -1718,9 +1742,9 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
       if (need_dx) projection(slot, plain ? T(1) : T(0), dx_all + (t * B + b0) * I, 0, m);
       ring.add_step(X.row(t, b0));
     }
-    dW.add(b0, ring.finish());
+    dW.add(b0, ring);
   });
-  return {dW.transposed_total(), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
+  return {dW.total(), dH, dC, dv.sum(0), db.sum(0), need_dx ? dx : Tensor()};
 }
 
 // ---------------------------------------------------------------------------
