@@ -203,6 +203,25 @@ def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_whole_sequence_product_matches_torch_mm(ta, tb):
+    """kernels.matmul (the whole-sequence products: the panels under the panel kinds, else ATen) for
+    operands stored as given or transposed, over 70 rows (2 threads, several row groups), 300 deep
+    (two 256-deep pieces of a panel) and 45 columns (a last panel of 13 or 29), float32 and float64."""
+    kernels = _kernels.load()
+    torch.manual_seed(0)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        a = torch.randn(300, 70, dtype=dtype).t() if ta else torch.randn(70, 300, dtype=dtype)
+        b = torch.randn(45, 300, dtype=dtype).t() if tb else torch.randn(300, 45, dtype=dtype)
+        want = a.double() @ b.double()
+        for kind in _step_gemms():
+            got = kernels.matmul(a, b)
+            assert got.shape == (70, 45) and got.dtype == dtype
+            torch.testing.assert_close(got.double(), want, atol=tol * 30, rtol=tol, msg=lambda m, k=kind: f"{k}: {m}")
+    with pytest.raises(RuntimeError, match="needs"):
+        kernels.matmul(torch.randn(3, 4), torch.randn(5, 2))
+
+
 def test_step_gemm_rejects_a_kind_the_build_lacks():
     kernels = _kernels.load()
     with pytest.raises(RuntimeError, match="not in this build"):
@@ -408,4 +427,8 @@ def test_benchmark_writes_tables_with_every_cell(tmp_path):
     page = bench._render(record)
     assert all(f"| {name} |" in page for name in CELLS) and "target checks met" in page
     assert "| floor (inf / train) |" in page
+    # The GEMM reference is the faster of torch.mm and the kernels' own product, both timed and named.
+    assert set(result["gemm_products_ms"]) == {"torch.mm", "seqlab"}
+    assert result["gemm_ms"] == min(result["gemm_products_ms"].values())
+    assert f"({result['gemm_by']}; " in page
     json.dumps(record)  # the JSON record is serialisable as is

@@ -2097,6 +2097,19 @@ std::string step_gemm(const std::string& name) {
   return "blas";
 }
 
+// a (m, k) b (k, n) the way the kernels run their whole-sequence products (mm_into):
+// what the cells benchmark also times as its GEMM reference.
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "seqlab kernels: matmul needs (m, k) and (k, n), got ",
+              a.sizes(), " and ", b.sizes());
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu() && a.scalar_type() == b.scalar_type(),
+              "seqlab kernels: matmul needs CPU tensors of one dtype");
+  Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  pybind11::gil_scoped_release no_gil;
+  mm_into(out, a, b);
+  return out;
+}
+
 bool uses_blas() {
 #ifdef SEQLAB_USE_BLAS
   return true;
@@ -2117,6 +2130,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "forward() (training) with an autograd node whose backward runs backward()");
   m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
   m.def("dot_attention", &seqlab::dot_attention, "one query per row: masked softmax of dot products, weighted sum");
+  m.def("matmul", &seqlab::matmul, "a @ b as the kernels run their whole-sequence products");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
   m.def("step_gemm", &seqlab::step_gemm, pybind11::arg("name") = "",
         "the float per-step GEMM (panel, panel512, mkl, auto or blas; the panel kinds run the whole-sequence "
