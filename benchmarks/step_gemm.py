@@ -18,7 +18,7 @@ faster).  It is what the default kind (``default`` in the table) was chosen
 by; the machine matters, so the page names it.
 
 Usage:
-    python benchmarks/step_gemm.py [--repeats N] [--out DIR]   (writes DIR/step_gemm_cpu.md)
+    python benchmarks/step_gemm.py [--repeats N] [--out DIR] [--page NAME]   (writes DIR/NAME, default step_gemm_cpu.md)
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHAPES = ((50, 32, 256, 256), (20, 128, 256, 512), (200, 16, 128, 128))
 KINDS = ("mkl", "panel", "panel512", "auto", "blas")
 WARMUP = 3
+PAGE = "step_gemm_cpu.md"
 
 
 def _kinds(kernels) -> list[str]:
@@ -83,7 +84,7 @@ def _measure(kernels, kinds: list[str], cell: str, shape: tuple[int, ...], train
             for kind, ts in times.items()}
 
 
-def run(repeats: int, out: Path) -> Path:
+def run(repeats: int, out: Path, page: str = PAGE) -> Path:
     kernels = _kernels.load()
     if kernels is None:
         raise SystemExit("error: seqlab's compiled kernels are not available here (see the notice above)")
@@ -104,7 +105,8 @@ def run(repeats: int, out: Path) -> Path:
     lines = [
         "# Per-step GEMM kinds of seqlab's CPU kernels",
         "",
-        f"Written by `python benchmarks/step_gemm.py --repeats {repeats}` on {date} (commit {git_commit(REPO)}), "
+        f"Written by `python benchmarks/step_gemm.py --repeats {repeats}"
+        + (f" --page {page}" if page != PAGE else "") + f"` on {date} (commit {git_commit(REPO)}), "
         f"torch {torch.__version__}, {cpu_name()}, {torch.get_num_threads()} torch thread(s); default kind here: "
         f"`{default}`. Each figure is the median over {repeats} rounds (after {WARMUP} warm-up rounds) of a "
         f"kind's time over `{kinds[0]}`'s in the same round, for one layer of `seqlab.nn.Recurrent` in float32 "
@@ -118,7 +120,7 @@ def run(repeats: int, out: Path) -> Path:
         lines.append(f"| {', '.join(map(str, shape))} | {cell} | {'training' if train else 'inference'} | "
                      + " | ".join(figures) + " |")
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "step_gemm_cpu.md"
+    path = out / page
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
 
@@ -127,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds per cell, shape and pass (default 15)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="output folder")
+    parser.add_argument("--page", default=PAGE,
+                        help=f"file name of the page in the output folder (default {PAGE}; one per machine kind)")
     args = parser.parse_args(argv)
-    print(f"wrote {run(args.repeats, args.out)}")
+    print(f"wrote {run(args.repeats, args.out, args.page)}")
     return 0
 
 
