@@ -374,8 +374,8 @@ class PanelGemm {
   // The same product for a long A of m rows, (m, k), or stored transposed, (k, m), when
   // ``a_transposed``: the whole-sequence GEMMs.  Each thread takes groups of kGroupRows
   // rows through every panel, the per-step pattern (a few rows of A stay in L1 while the
-  // panels stream past from L2), which ran at 185-200 GFLOP/s on two AMD EPYC cores
-  // where MKL's GEMM ran the same products at 165-185.
+  // panels stream past from L2).  On an AMD EPYC it beat MKL's GEMM at the issue-4 input
+  // projections (`seqlab bench cells` times both as its GEMM reference).
   void product(const float* a, bool a_transposed, int64_t m, float beta, float* c) const {
     const bool add = beta != 0.0f;
     const int64_t groups = (m + kGroupRows - 1) / kGroupRows;
@@ -502,11 +502,13 @@ class MklPackedGemm {
 
 // Which of them runs the float step GEMMs: on other CPUs than Intel's, the
 // widest PanelGemm built (PanelGemm<Avx2> beat MKL on an AMD EPYC without
-// AVX-512, see above, and PanelGemm<Avx512> beat both on one with it, by 3-20%);
+// AVX-512, see above; on one with it, a Zen 4, PanelGemm<Avx512> took 0.78-0.99x
+// the time of PanelGemm<Avx2> per cell and 0.52-0.88x that of MKL's packed GEMM);
 // on Intel CPUs with AVX-512, "auto": PanelGemm<Avx512> for weights that fit in
 // one core's L2, MKL's packed GEMM for larger ones, which it streams better
 // from L3; on Intel CPUs with AVX2 only, MKL's packed GEMM
-// (benchmarks/step_gemm.py times every kind; docs/results/step_gemm_cpu.md).
+// (benchmarks/step_gemm.py times every kind; docs/results/step_gemm_cpu.md, Xeon,
+// and step_gemm_cpu_amd.md).
 // step_gemm() in the module switches at run time (the tests run every kind).
 enum class StepKind { kBlas, kPanel, kPanel512, kMklPacked, kAuto };
 
