@@ -207,7 +207,7 @@ def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
 def test_whole_sequence_product_matches_torch_mm(ta, tb):
     """kernels.matmul (the whole-sequence products: the panels under the panel kinds, else ATen) for
     operands stored as given or transposed, over 70 rows (2 threads, several row groups), 300 deep
-    (two 256-deep pieces of a panel) and 45 columns (a last panel of 13 or 29), float32 and float64."""
+    (two 256-deep pieces of a panel) and 45 columns (a last panel 13 wide), float32 and float64."""
     kernels = _kernels.load()
     torch.manual_seed(0)
     for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
