@@ -502,7 +502,8 @@ class MklPackedGemm {
 
 // Which of them runs the float step GEMMs: on other CPUs than Intel's, the
 // widest PanelGemm built (PanelGemm<Avx2> beat MKL on an AMD EPYC without
-// AVX-512, see above; on a Zen 4 PanelGemm<Avx512> beat both in every cell);
+// AVX-512, see above; on a Zen 4 PanelGemm<Avx512> beat MKL in every cell, and
+// the AVX2 panels in training, with inference within 2% of them);
 // on Intel CPUs with AVX-512, "auto": PanelGemm<Avx512> for weights that fit in
 // one core's L2, MKL's packed GEMM for larger ones, which it streams better
 // from L3; on Intel CPUs with AVX2 only, MKL's packed GEMM
