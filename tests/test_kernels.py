@@ -248,6 +248,26 @@ def test_lstm_step_without_autograd_takes_the_compiled_pointwise_pass(dtype):
         assert torch.equal(v, g)
 
 
+def test_float_sigmoid_and_tanh_match_torch_over_the_whole_range():
+    """The kernels' own float sigmoid and tanh (an exp whose 2^n is built from the bits of a
+    shifted sum), read through the LSTM pointwise step: with c = 0, f = o = 0 and tanh(g) = 1
+    the new cell state is sigmoid(i); with sigmoid(i) = 1 it is tanh(g).  Within float32
+    rounding of torch's from -100 to 100 (past the clamp at 80 both saturate), exact at 0, and
+    a NaN input gives NaN."""
+    x = torch.cat([torch.linspace(-100, 100, 200_001), torch.tensor([0.0, 1e-30, -1e-30, 1e-6, 79.9, 80.1, 1e30])])
+    x = torch.cat([x, -x, torch.tensor([float("nan")])])
+    n = x.numel()
+    zeros, big = torch.zeros(1, n), torch.full((1, n), 100.0)
+    c = torch.zeros(1, n)
+    sig = _kernels.load().lstm_pointwise(torch.cat([x[None], zeros, big, zeros], 1), c)[1][0]
+    tanh = _kernels.load().lstm_pointwise(torch.cat([big, zeros, x[None], zeros], 1), c)[1][0]
+    real = ~x.isnan()
+    torch.testing.assert_close(sig[real], torch.sigmoid(x[real].double()).float(), rtol=1e-6, atol=1e-30)
+    torch.testing.assert_close(tanh[real], torch.tanh(x[real].double()).float(), rtol=1e-6, atol=1e-30)
+    assert sig[x == 0].eq(0.5).all() and tanh[x == 0].eq(0).all()
+    assert sig[~real].isnan().all() and tanh[~real].isnan().all()
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("kind", ["dot", "general"])
 def test_attention_step_without_autograd_takes_the_compiled_pass(kind, dtype):
