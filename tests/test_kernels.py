@@ -452,3 +452,18 @@ def test_benchmark_writes_tables_with_every_cell(tmp_path):
     assert result["gemm_ms"] == min(result["gemm_products_ms"].values())
     assert f"({result['gemm_by']}; " in page
     json.dumps(record)  # the JSON record is serialisable as is
+
+
+def test_sru_breakdown_sets_the_step_and_its_gemms_beside_torch_lstm(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports the cells benchmark's helpers
+    spec = importlib.util.spec_from_file_location("bench_sru", REPO / "benchmarks" / "sru_breakdown.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench._shape_rows(_kernels.load(), (3, 2, 4, 4), repeats=3)
+    names = [row[0] for row in rows]
+    assert names[-2:] == ["SRU step vs torch.nn.LSTM", "its three GEMMs vs torch.nn.LSTM"]
+    (_, step_ms, lstm_ms, _), (_, gemms_ms, lstm_ms_again, _) = rows[-2:]
+    assert lstm_ms == lstm_ms_again > 0  # both against the same LSTM timings
+    assert step_ms == rows[names.index("Recurrent + autograd")][1]  # the SRU step is the Recurrent step
+    assert all(r > 0 for *_, r in rows) and gemms_ms > 0
+    assert "the issue asks for 0.33x" in bench._render({"T=3": rows}, 3)
