@@ -1718,7 +1718,7 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
   // dx = dxp W + (plain) the highway's gradient, which the pointwise pass writes into dx first.
   Tensor dx = need_dx || plain ? fresh({st.T, B, I}, dout.options()) : Tensor();
   Tensor dH = dfinal[0].clone(), dC = dfinal[1].clone();
-  Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row sums, as are db's
+  Tensor dv = fresh({B, 2 * H}, dout.options()).zero_();  // per-row (or per-row-block) sums, as are db's
   Tensor db = fresh({B, 2 * H}, dout.options()).zero_();
   const StepGemm<T> projection(cptr<T>(W), B, I, G, false);
   const Buf<T> X = buf<T>(x), GS = buf<T>(gates_all), C = buf<T>(Cn), GO = buf<T>(dout);
@@ -1730,6 +1730,7 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
   for_row_blocks(B, projection.bytes(), [&](int64_t b0, int64_t b1) {
     const int64_t m = b1 - b0;
     GradRing<T> ring(m, I, G, dout.options());  // dW^T = x^T dxp of these rows
+    const bool blockwise = at::in_parallel_region();
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
       T* const slot = ring.grad_slot();  // dxp_t of rows b0..b1
@@ -1745,7 +1746,10 @@ std::vector<Tensor> sru_backward(const Tensor& dout, const std::vector<Tensor>& 
         const T* c_prev = first ? c_init + b * H : C.row(t_prev, b);
         const T *gates = GS.row(t, b), *hw = plain ? X.row(t, b) : gates + 2 * H;  // f, r (, W_h x)
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H;
-        T *dv_b = dv_all + b * 2 * H, *db_b = db_all + b * 2 * H;
+        // Inside a thread's row block the rows run in order on it: they share the block's first row
+        // of the sums (kept in L1), as in ln_lstm's backward.
+        const int64_t row = blockwise ? b0 : b;
+        T *dv_b = dv_all + row * 2 * H, *db_b = db_all + row * 2 * H;
         if (use_tanh)
           sru_units_backward<T, true>(gates, hw, c_prev, C.row(t, b), GO.row(t, b), v, dh_b, dc_b, dv_b, db_b, d,
                                       d_hw, H, j0, j1);
