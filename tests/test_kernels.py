@@ -256,11 +256,10 @@ def test_float_sigmoid_and_tanh_match_torch_over_the_whole_range():
     a NaN input gives NaN."""
     x = torch.cat([torch.linspace(-100, 100, 200_001), torch.tensor([0.0, 1e-30, -1e-30, 1e-6, 79.9, 80.1, 1e30])])
     x = torch.cat([x, -x, torch.tensor([float("nan")])])
-    n = x.numel()
-    zeros, big = torch.zeros(1, n), torch.full((1, n), 100.0)
-    c = torch.zeros(1, n)
-    sig = _kernels.load().lstm_pointwise(torch.cat([x[None], zeros, big, zeros], 1), c)[1][0]
-    tanh = _kernels.load().lstm_pointwise(torch.cat([big, zeros, x[None], zeros], 1), c)[1][0]
+    zeros, big = torch.zeros(1, x.numel()), torch.full((1, x.numel()), 100.0)
+    kernels = _kernels.load()
+    sig = kernels.lstm_pointwise(torch.cat([x[None], zeros, big, zeros], 1), zeros)[1][0]  # c = 0
+    tanh = kernels.lstm_pointwise(torch.cat([big, zeros, x[None], zeros], 1), zeros)[1][0]
     real = ~x.isnan()
     torch.testing.assert_close(sig[real], torch.sigmoid(x[real].double()).float(), rtol=1e-6, atol=1e-30)
     torch.testing.assert_close(tanh[real], torch.tanh(x[real].double()).float(), rtol=1e-6, atol=1e-30)
