@@ -104,7 +104,9 @@ def test_too_many_non_finite_steps_in_a_row_stop_with_a_message(tiny_task, tmp_p
 
 def test_time_budget_cuts_the_epoch_and_still_evaluates(tiny_task, tmp_path):
     _, result = _run(tiny_task(epochs=50, max_minutes=0.002), tmp_path / "run")
-    assert result.stopped.startswith("time budget") and result.epochs == 1
+    # Which epoch the 0.12 s budget cuts depends on the machine's speed (on a fast one the first
+    # epoch fits); the run stops on the budget well before its 50 epochs, with an evaluated best.
+    assert result.stopped.startswith("time budget") and 1 <= result.epochs < 50
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
 
 
