@@ -400,6 +400,37 @@ def test_clean_process_without_kernels_runs_and_prints_one_line():
     ]
 
 
+def test_missing_compiler_is_one_line_naming_it(tmp_path):
+    # A fresh cache and a compiler that is not there: no build is tried, and the one line says what to install
+    # (torch's own compiler warnings, a dozen lines, are not shown).
+    env = {**os.environ, build.CACHE_ENV: str(tmp_path), "CXX": str(tmp_path / "no-such-c++")}
+    env.pop(build.DISABLE_ENV, None)
+    code = "import torch; from seqlab.nn import Recurrent; l = Recurrent('janet', 3, 4); print(l(torch.randn(5, 2, 3))[0].shape, l.backend)"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["torch.Size([5,", "2,", "4])", "reference"]
+    assert run.stderr.strip().splitlines() == [
+        f"seqlab: fused kernels unavailable (no C++ compiler: {env['CXX']} is not on PATH; install g++ "
+        "(Debian: apt-get install g++)); using the PyTorch reference path"
+    ]
+    assert not any(tmp_path.rglob("*.so"))
+
+
+def test_ninja_from_pypi_goes_on_path_when_the_system_has_none(tmp_path):
+    # An empty PATH: the ninja that seqlab installs from PyPI is put on it, and runs.
+    code = (
+        "import shutil, subprocess, ninja; from seqlab.nn._kernels import build; "
+        "assert shutil.which('ninja') is None; assert build._ninja_on_path(); "
+        "print(shutil.which('ninja').startswith(ninja.BIN_DIR), subprocess.run(['ninja', '--version'], "
+        "capture_output=True, text=True, check=True).stdout.strip())"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PATH": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    found, version = run.stdout.split()
+    assert found == "True" and version[0].isdigit()
+
+
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
     folder = build.cache_dir()

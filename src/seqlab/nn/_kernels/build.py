@@ -12,9 +12,13 @@ Environment:
 * ``SEQLAB_KERNEL_CACHE=DIR``: where to build (default
   ``$XDG_CACHE_HOME/seqlab/kernels``, i.e. ``~/.cache/seqlab/kernels``).
 
-When the kernels cannot be built (no C++ compiler, no ninja, a build error)
-``load()`` logs one line on the ``seqlab.kernels`` logger and returns
-``None``; callers then use the reference path.
+The build needs a C++ compiler (``$CXX``, else ``c++``) and ninja, which
+seqlab installs from PyPI (the ``ninja`` package; its binary is put on
+``PATH`` for the build when the system has none).  When the kernels cannot
+be built (no compiler, no ninja, a build error) ``load()`` logs one line on
+the ``seqlab.kernels`` logger and returns ``None``; callers then use the
+reference path.  torch's own build warnings are kept out of the way, so that
+one line is all a user sees.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import ctypes
 import functools
 import logging
 import os
+import shutil
 import sys
 import sysconfig
 from pathlib import Path
@@ -86,10 +91,35 @@ def _torch_exports(*symbols: str) -> bool:
     return all(hasattr(handle, name) for name in symbols)
 
 
+class _NoToolchain(RuntimeError):
+    """What the build needs is missing (said in one line)."""
+
+
 def _one_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     first = lines[0] if lines else ""
-    return f"{type(err).__name__}: {first}"[:200]
+    return (first if isinstance(err, _NoToolchain) else f"{type(err).__name__}: {first}")[:200]
+
+
+def _ninja_on_path() -> bool:
+    """True when ``ninja`` runs from PATH, after putting PyPI's ninja (a seqlab dependency) there if needed."""
+    if shutil.which("ninja") is not None:
+        return True
+    try:
+        import ninja  # the PyPI package: a ninja binary in its BIN_DIR
+    except ImportError:
+        return False
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    return shutil.which("ninja") is not None
+
+
+def _check_toolchain() -> None:
+    """Raise :class:`_NoToolchain` when the C++ compiler or ninja that a build needs cannot be found."""
+    compiler = os.environ.get("CXX", "").strip() or "c++"
+    if shutil.which(compiler.split()[0]) is None:
+        raise _NoToolchain(f"no C++ compiler: {compiler} is not on PATH; install g++ (Debian: apt-get install g++)")
+    if not _ninja_on_path():
+        raise _NoToolchain("ninja is not on PATH; pip install ninja")
 
 
 @functools.cache
@@ -108,18 +138,29 @@ def load() -> ModuleType | None:
         folder = cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         name = f"seqlab_recurrence_{_isa().lower()}"
-        if not any(folder.glob(f"{name}*.so")):
+        built = any(folder.glob(f"{name}*.so"))
+        # A built library loads without a compiler; only a build needs the toolchain (and ninja runs either way).
+        if built:
+            _ninja_on_path()
+        else:
+            _check_toolchain()
             print(f"seqlab: building the fused CPU kernels in {folder} (first use, about a minute)...",
                   file=sys.stderr, flush=True)
         cflags, ldflags = _flags()
-        return cpp_extension.load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=cflags,
-            extra_ldflags=ldflags,
-            build_directory=str(folder),
-            verbose=False,
-        )
+        torch_log = logging.getLogger(cpp_extension.__name__)
+        level = torch_log.level
+        torch_log.setLevel(logging.ERROR)  # its compiler warnings span a dozen lines; ours is one
+        try:
+            return cpp_extension.load(
+                name=name,
+                sources=[str(SOURCE)],
+                extra_cflags=cflags,
+                extra_ldflags=ldflags,
+                build_directory=str(folder),
+                verbose=False,
+            )
+        finally:
+            torch_log.setLevel(level)
     except Exception as err:  # any build or load failure means: use the reference path
         _log.warning(f"seqlab: fused kernels unavailable ({_one_line(err)}); using the PyTorch reference path")
         return None
