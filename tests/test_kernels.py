@@ -292,6 +292,36 @@ def test_attention_step_without_autograd_takes_the_compiled_pass(kind, dtype):
         _kernels.load().dot_attention(query, cache[:, :4], memory, mask)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_attention_rows_read_shared_sources(dtype):
+    """Queries that name their source row (beams sharing a sentence) equal queries against copied sources."""
+    from seqlab.nn.attention import make_attention
+
+    torch.manual_seed(0)
+    attention = make_attention("general", 6, 5).to(dtype)
+    memory = torch.randn(3, 4, 5, dtype=dtype)
+    mask = torch.arange(4) < torch.tensor([4, 1, 3]).unsqueeze(1)
+    cache = attention.precompute(memory).detach()
+    rows = torch.tensor([2, 0, 2, 2, 1])
+    query = torch.randn(5, 6, dtype=dtype)
+    copied = (memory[rows], mask[rows], cache[rows])
+    kernel = _kernels.load()
+    with torch.no_grad():
+        got = attention(query, memory, memory, mask, cache=cache, rows=rows)  # the compiled pass
+        want = kernel.dot_attention(query, copied[2], copied[0], copied[1])
+    by_torch = attention(query.requires_grad_(), memory, memory, mask, cache=cache, rows=rows)  # PyTorch ops
+    tol = dict(atol=1e-6, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    for g, w, t in zip(got, want, by_torch):
+        assert torch.equal(g, w)
+        torch.testing.assert_close(t.detach(), w, **tol)
+    with pytest.raises(RuntimeError, match=r"rows must lie in \[0, 3\)"):
+        kernel.dot_attention(query.detach(), cache, memory, mask, torch.tensor([0, 1, 2, 3, 0]))
+    with pytest.raises(RuntimeError, match="dot_attention shapes"):
+        kernel.dot_attention(query.detach(), cache, memory, mask)  # 5 queries, 3 sources and no rows
+    with pytest.raises(ValueError, match="expected rows as a 1-D long tensor"):
+        attention(query, memory, memory, mask, cache=cache, rows=rows.int())
+
+
 @pytest.mark.parametrize("name", ["peephole", "sru"])
 def test_input_without_grad_gets_none_and_weights_match(name):
     """x that needs no gradient (raw features): the kernels skip dx and the weights' gradients stay exact."""

@@ -65,6 +65,30 @@ def test_inference_steps_look_up_projected_embeddings_instead_of_projecting():
     assert _model().encode(src, src_len).inputs is None  # input feeding: the input depends on h̃_{t-1}
 
 
+@pytest.mark.parametrize("overrides", CONFIGS)
+def test_selected_rows_share_the_sources_and_step_as_copies_would(overrides):
+    """select() picks, repeats and drops batch rows without copying the encoder outputs; steps and teacher
+    forcing from such a state equal those from a state whose sources were copied row by row."""
+    model = _model(**overrides)
+    src, src_len, tgt = _batch()
+    state = model.encode(src, src_len)
+    index = torch.tensor([2, 2, 0, 3, 3, 3])
+    picked = state.select(index).select(torch.tensor([5, 0, 1, 2]))  # rows 3, 2, 2, 0 of the batch
+    assert picked.memory is state.memory and picked.cache is state.cache and picked.mask is state.mask
+    assert picked.rows.tolist() == [3, 2, 2, 0]
+    rows = picked.rows
+    copied = picked._replace(memory=state.memory[rows], cache=state.cache[rows], mask=state.mask[rows], rows=None)
+    for t in range(3):
+        y = tgt[rows, t]
+        got, picked, w_got = model.decoder.step(y, picked)
+        want, copied, w_want = model.decoder.step(y, copied)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+        if w_want is not None:
+            torch.testing.assert_close(w_got, w_want, atol=1e-6, rtol=1e-5)
+    forced, _ = model.teacher_force(tgt[rows], model.encode(src, src_len).select(rows))
+    torch.testing.assert_close(forced, model(src[rows], src_len[rows], tgt[rows])[0], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("overrides", CONFIGS[:3])
 def test_attention_is_a_distribution_over_real_letters(overrides):
     model = _model(**overrides)

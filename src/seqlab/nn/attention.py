@@ -68,6 +68,7 @@ class Attention(nn.Module, abc.ABC):
         values: Tensor,
         mask: Tensor | None = None,
         cache: Tensor | None = None,
+        rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Attend from one decoder step, or from ``T`` steps at once.
 
@@ -78,30 +79,39 @@ class Attention(nn.Module, abc.ABC):
             values: ``(B, S, Hv)``, the encoder outputs that are averaged (often the same as ``keys``).
             mask: ``(B, S)`` bool, True at real tokens; None means no padding.
             cache: ``precompute(keys)`` from an earlier step, to skip re-projecting the keys.
+            rows: ``(B',)`` long, the row of keys, values, mask and cache that each of ``B'``
+                queries attends to (the beams of a sentence share its encoder outputs);
+                None: query row ``b`` reads row ``b``.
 
         Returns:
             ``(context, weights)``: ``(B, Hv)`` and ``(B, S)`` for a 2-D query,
-            ``(B, T, Hv)`` and ``(B, T, S)`` for a 3-D one; weights are exactly 0
-            at masked positions.
+            ``(B, T, Hv)`` and ``(B, T, S)`` for a 3-D one (``B'`` rows with ``rows``);
+            weights are exactly 0 at masked positions.
         """
         if cache is None:
             cache = self.precompute(keys)
-        B, S = cache.shape[:2]
+        N, S = cache.shape[:2]
+        B = N if rows is None else rows.shape[0]
+        if rows is not None and (rows.dim() != 1 or rows.dtype != torch.long):
+            raise ValueError(f"expected rows as a 1-D long tensor, got {rows.dtype} of shape {tuple(rows.shape)}")
         if query.dim() not in (2, 3) or query.shape[0] != B:
             raise ValueError(f"expected query (B={B}, Hq) or (B={B}, T, Hq), got shape {tuple(query.shape)}")
-        if values.shape[:2] != (B, S):
-            raise ValueError(f"expected values (B={B}, S={S}, Hv), got shape {tuple(values.shape)}")
-        if mask is not None and mask.shape != (B, S):
-            raise ValueError(f"expected mask (B={B}, S={S}), got shape {tuple(mask.shape)}")
+        if values.shape[:2] != (N, S):
+            raise ValueError(f"expected values (B={N}, S={S}, Hv), got shape {tuple(values.shape)}")
+        if mask is not None and mask.shape != (N, S):
+            raise ValueError(f"expected mask (B={N}, S={S}), got shape {tuple(mask.shape)}")
         one_step = query.dim() == 2
         if one_step and self.dot_scores and query.shape[1] == cache.shape[2]:
             from ._kernels.build import inference_kernels
 
             kernels = inference_kernels(query, cache, values)
             if kernels is not None:
-                real = mask if mask is not None else torch.ones(B, S, dtype=torch.bool, device=query.device)
-                context, weights = kernels.dot_attention(query, cache, values, real.bool())
+                real = mask if mask is not None else torch.ones(N, S, dtype=torch.bool, device=query.device)
+                context, weights = kernels.dot_attention(query, cache, values, real.bool(), rows)
                 return context, weights
+        if rows is not None:  # one copy of each source per query row, for the batched products below
+            cache, values = cache.index_select(0, rows), values.index_select(0, rows)
+            mask = mask.index_select(0, rows) if mask is not None else None
         if one_step:
             query = query.unsqueeze(1)  # (B, 1, Hq)
         scores = self._score(query, cache)  # (B, T, S)

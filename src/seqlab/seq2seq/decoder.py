@@ -40,11 +40,17 @@ class DecoderState(NamedTuple):
 
     rnn: one ``(L, B, H)`` tensor per cell state component (``h``, ``c``, ...).
     feed: ``(B, H)`` previous attentional state ``h̃_{t-1}`` (input feeding).
-    memory: ``(B, S, M)`` encoder outputs; cache: attention's ``precompute(memory)``.
-    mask: ``(B, S)`` True at real source positions.
+    memory: ``(N, S, M)`` encoder outputs; cache: attention's ``precompute(memory)``.
+    mask: ``(N, S)`` True at real source positions.
     inputs: ``(V, G)`` the first layer's input projection of every target
     symbol's embedding, or None: a lookup table that replaces embedding and
     projection at each step (inference without input feeding); not per row.
+    rows: ``(B,)`` long, the row of memory, cache and mask (the source
+    sentence) that each batch row reads, or None: row ``b`` reads row ``b``
+    (``N = B``).  The searches pick, repeat and drop batch rows at every step
+    (:meth:`select`); the sources stay where they are, so that the ``K``
+    beams of a sentence read one copy of its encoder outputs and no step
+    copies them.
     """
 
     rnn: tuple[Tensor, ...]
@@ -53,16 +59,14 @@ class DecoderState(NamedTuple):
     cache: Tensor
     mask: Tensor
     inputs: Tensor | None = None
+    rows: Tensor | None = None
 
     def select(self, index: Tensor) -> DecoderState:
-        """Rows ``index`` of the batch (for beam search)."""
-        return DecoderState(
+        """Rows ``index`` of the batch (for the searches); the sources are not copied."""
+        return self._replace(
             rnn=tuple(s.index_select(1, index) for s in self.rnn),
             feed=self.feed.index_select(0, index),
-            memory=self.memory.index_select(0, index),
-            cache=self.cache.index_select(0, index),
-            mask=self.mask.index_select(0, index),
-            inputs=self.inputs,
+            rows=index if self.rows is None else self.rows.index_select(0, index),
         )
 
 
@@ -146,7 +150,7 @@ class AttentionDecoder(nn.Module):
         """``h (B, [T,] H)`` -> ``(h̃ (B, [T,] H), weights (B, [T,] S))``: eq. 5 of Luong et al."""
         if self.attention is None:
             return h, None
-        context, weights = self.attention(h, state.memory, state.memory, state.mask, cache=state.cache)
+        context, weights = self.attention(h, state.memory, state.memory, state.mask, cache=state.cache, rows=state.rows)
         return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), weights
 
     # -------------------------------------------------------- teacher forcing

@@ -6,7 +6,10 @@ of a batch, ``reorder_state`` selects (and repeats) rows of the opaque
 decoder state.  Rows are sentences for greedy search and sentences × beams,
 ``(B * K, ·)``, for beam search; sentences that are done are dropped from the
 batch, so later steps only pay for the sentences still being searched (greedy
-search waits until a quarter of its rows are done: each drop copies the state).
+search waits until a quarter of its rows are done).  A decoder can keep what
+belongs to a source sentence (encoder outputs) out of the rows it copies:
+:class:`~seqlab.seq2seq.decoder.DecoderState` does, so a sentence's ``K``
+beams read one copy of its encoder outputs.
 
 Conventions shared by both searches:
 
@@ -32,7 +35,9 @@ __all__ = ["Stepper", "SearchResult", "greedy_search", "beam_search", "generate"
 State = Any
 
 # Greedy search drops finished sentences from the batch once they are this fraction of it: dropping
-# copies the whole decoder state, while a finished row left in costs a little at every step.
+# copies the decoder's per-row state, while a finished row left in costs a little at every step (with
+# the Seq2Seq state, whose encoder outputs are not copied, 0 to 0.25 decoded the G2P test words at the
+# same speed).
 DROP_FINISHED_AT = 0.25
 
 

@@ -2021,20 +2021,22 @@ std::vector<Tensor> lstm_pointwise(const Tensor& a_in, const Tensor& c_in) {
   return {h, c_new};
 }
 
-// One query per row against its own keys and values:
+// One query per row against the keys and values of its source: row b reads source
+// src[b] (b itself where src is null), so that the beams of a sentence share one copy.
 //   e_s = q · k_s at real positions (mask true), α = softmax(e) (0 at padding), context = Σ_s α_s v_s.
 // A row without a real position gets NaN weights and context, as torch's softmax gives.
 template <typename T>
-void dot_attention_rows(const T* q, const T* keys, const T* values, const bool* real, T* context, T* weights,
-                        int64_t B, int64_t S, int64_t D, int64_t M) {
+void dot_attention_rows(const T* q, const T* keys, const T* values, const bool* real, const int64_t* src, T* context,
+                        T* weights, int64_t B, int64_t S, int64_t D, int64_t M) {
   for_rows(0, B, S * (D + M), [&](int64_t b) {
+    const int64_t r = src ? src[b] : b;
     const T* q_b = q + b * D;
-    const bool* real_b = real + b * S;
+    const bool* real_b = real + r * S;
     T *w = weights + b * S, *ctx = context + b * M;
     T top = -std::numeric_limits<T>::infinity();
     for (int64_t s = 0; s < S; ++s) {
       if (!real_b[s]) continue;
-      const T* k = keys + (b * S + s) * D;
+      const T* k = keys + (r * S + s) * D;
       T e = 0;
 #pragma omp simd reduction(+ : e)
       for (int64_t d = 0; d < D; ++d) e += q_b[d] * k[d];
@@ -2052,33 +2054,43 @@ void dot_attention_rows(const T* q, const T* keys, const T* values, const bool* 
       w[s] = total > 0 ? w[s] / total : nan;
       if (!(w[s] != T(0))) continue;  // padding (exactly 0) or a row without real positions (NaN)
       const T alpha = w[s];
-      const T* v = values + (b * S + s) * M;
+      const T* v = values + (r * S + s) * M;
 #pragma omp simd
       for (int64_t m = 0; m < M; ++m) ctx[m] += alpha * v[m];
     }
   });
 }
 
-// q (B, D), keys (B, S, D), values (B, S, M), mask (B, S) bool -> {context (B, M), weights (B, S)}.
+// q (B, D), keys (N, S, D), values (N, S, M), mask (N, S) bool, rows (B,) long or None: the source row of
+// each query (None: N = B and row b reads source b) -> {context (B, M), weights (B, S)}.
 std::vector<Tensor> dot_attention(const Tensor& q_in, const Tensor& keys_in, const Tensor& values_in,
-                                  const Tensor& mask_in) {
+                                  const Tensor& mask_in, const std::optional<Tensor>& rows_in) {
   const Tensor q = q_in.contiguous(), keys = keys_in.contiguous(), values = values_in.contiguous();
   const Tensor mask = mask_in.contiguous();
   TORCH_CHECK(q.dim() == 2 && keys.dim() == 3 && values.dim() == 3 && mask.dim() == 2,
-              "seqlab kernels: dot_attention needs q (B, D), keys (B, S, D), values (B, S, M), mask (B, S)");
-  const int64_t B = q.size(0), D = q.size(1), S = keys.size(1), M = values.size(2);
-  TORCH_CHECK(keys.size(0) == B && keys.size(2) == D && values.size(0) == B && values.size(1) == S &&
-                  mask.size(0) == B && mask.size(1) == S && mask.scalar_type() == at::kBool,
+              "seqlab kernels: dot_attention needs q (B, D), keys (N, S, D), values (N, S, M), mask (N, S)");
+  const int64_t B = q.size(0), D = q.size(1), N = keys.size(0), S = keys.size(1), M = values.size(2);
+  TORCH_CHECK(keys.size(2) == D && values.size(0) == N && values.size(1) == S && mask.size(0) == N &&
+                  mask.size(1) == S && mask.scalar_type() == at::kBool && (rows_in.has_value() || N == B),
               "seqlab kernels: dot_attention shapes do not match: q ", q.sizes(), ", keys ", keys.sizes(),
               ", values ", values.sizes(), ", mask ", mask.sizes());
   TORCH_CHECK(keys.scalar_type() == q.scalar_type() && values.scalar_type() == q.scalar_type() && q.device().is_cpu(),
               "seqlab kernels: dot_attention needs CPU tensors of one dtype");
+  Tensor rows;
+  if (rows_in.has_value()) {
+    rows = rows_in->contiguous();
+    TORCH_CHECK(rows.dim() == 1 && rows.size(0) == B && rows.scalar_type() == at::kLong && rows.device().is_cpu(),
+                "seqlab kernels: dot_attention rows must be a (B,) int64 CPU tensor, got ", rows.sizes());
+    TORCH_CHECK(B == 0 || (rows.min().item<int64_t>() >= 0 && rows.max().item<int64_t>() < N),
+                "seqlab kernels: dot_attention rows must lie in [0, ", N, ")");
+  }
   Tensor context = fresh({B, M}, q.options()), weights = fresh({B, S}, q.options());
+  const int64_t* src = rows.defined() ? rows.data_ptr<int64_t>() : nullptr;
   pybind11::gil_scoped_release no_gil;
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "seqlab_dot_attention", [&] {
     dot_attention_rows<scalar_t>(q.data_ptr<scalar_t>(), keys.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(),
-                                 mask.data_ptr<bool>(), context.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
-                                 B, S, D, M);
+                                 mask.data_ptr<bool>(), src, context.data_ptr<scalar_t>(),
+                                 weights.data_ptr<scalar_t>(), B, S, D, M);
   });
   return {context, weights};
 }
@@ -2147,7 +2159,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_autograd", &seqlab::forward_autograd, no_gil(),
         "forward() (training) with an autograd node whose backward runs backward()");
   m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
-  m.def("dot_attention", &seqlab::dot_attention, "one query per row: masked softmax of dot products, weighted sum");
+  m.def("dot_attention", &seqlab::dot_attention, pybind11::arg("q"), pybind11::arg("keys"), pybind11::arg("values"),
+        pybind11::arg("mask"), pybind11::arg("rows") = pybind11::none(),
+        "one query per row: masked softmax of dot products, weighted sum (rows: the source row of each query)");
   m.def("matmul", &seqlab::matmul, "a @ b as the kernels run their whole-sequence products");
   m.def("uses_blas", &seqlab::uses_blas, "whether GEMMs call the BLAS directly");
   m.def("step_gemm", &seqlab::step_gemm, pybind11::arg("name") = "",
