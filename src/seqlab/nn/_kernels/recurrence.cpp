@@ -2021,6 +2021,19 @@ std::vector<Tensor> lstm_pointwise(const Tensor& a_in, const Tensor& c_in) {
   return {h, c_new};
 }
 
+// out[0..4) = q · k_j for the four rows k_j = k + j D.
+template <typename T>
+SEQLAB_OUTLINE void dot4(const T* q, const T* k, int64_t D, T* out) {
+  const T *k0 = k, *k1 = k0 + D, *k2 = k1 + D, *k3 = k2 + D;
+  T e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+#pragma omp simd reduction(+ : e0, e1, e2, e3)
+  for (int64_t d = 0; d < D; ++d) {
+    const T x = q[d];
+    e0 += x * k0[d], e1 += x * k1[d], e2 += x * k2[d], e3 += x * k3[d];
+  }
+  out[0] = e0, out[1] = e1, out[2] = e2, out[3] = e3;
+}
+
 // One query per row against the keys and values of its source: row b reads source
 // src[b] (b itself where src is null), so that the beams of a sentence share one copy.
 //   e_s = q · k_s at real positions (mask true), α = softmax(e) (0 at padding), context = Σ_s α_s v_s.
@@ -2033,16 +2046,21 @@ void dot_attention_rows(const T* q, const T* keys, const T* values, const bool* 
     const T* q_b = q + b * D;
     const bool* real_b = real + r * S;
     T *w = weights + b * S, *ctx = context + b * M;
-    T top = -std::numeric_limits<T>::infinity();
-    for (int64_t s = 0; s < S; ++s) {
-      if (!real_b[s]) continue;
-      const T* k = keys + (r * S + s) * D;
+    // Four positions at a time: four independent sums, where one sum's chain of additions would set
+    // the pace (the rows are in cache when the beams of a sentence follow each other).
+    const T* k_b = keys + r * S * D;
+    int64_t s = 0;
+    for (; s + 4 <= S; s += 4) dot4(q_b, k_b + s * D, D, w + s);
+    for (; s < S; ++s) {
+      const T* k = k_b + s * D;
       T e = 0;
 #pragma omp simd reduction(+ : e)
       for (int64_t d = 0; d < D; ++d) e += q_b[d] * k[d];
       w[s] = e;
-      top = std::max(top, e);
     }
+    T top = -std::numeric_limits<T>::infinity();
+    for (s = 0; s < S; ++s)
+      if (real_b[s]) top = std::max(top, w[s]);
     T total = 0;
     for (int64_t s = 0; s < S; ++s) {
       w[s] = real_b[s] ? std::exp(w[s] - top) : T(0);
