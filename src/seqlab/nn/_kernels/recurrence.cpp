@@ -1172,9 +1172,11 @@ class BlockSums {
 // after the row's gate derivatives, while they are still in cache.
 // params: U (4H, H), α_1 (4H), b (4H), α_2 (4H), γ (H), β (H);
 // options: the three eps.
-// saved: xp, Hs, Cs; nhat (T, B, 4H) normalized h U^T; acts (T, B, 6H) = i, f,
-// g, o, ĉ (normalized c_t), tanh(γ ĉ + β); stats (T, B, 4) = mean and rstd of
-// W x, rstd of h U^T and of c_t.
+// saved: xp, Hs, Cs; nhat (T, B, 4H) normalized h U^T; acts (T, B, 4H) = i, f,
+// g, o; stats (T, B, 5) = mean and rstd of W x, rstd of h U^T and of c_t, mean
+// of c_t; the final c.  Backward recomputes ĉ (normalized c_t) and tanh(γ ĉ +
+// β) from c_t, which it reads one step earlier anyway: against storing them,
+// 2H floats less written and read per row and step.
 // ---------------------------------------------------------------------------
 
 // mean and 1 / sqrt(var + eps) of v[0..n), in one pass: the sums of d = v - v[0]
@@ -1207,8 +1209,8 @@ std::vector<Tensor> ln_lstm_forward(const Tensor& xp, const std::vector<Tensor>&
   Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
   Tensor nhat = fresh({st.acts(), B, G}, xp.options());
-  Tensor acts = fresh({st.acts(), B, 6 * H}, xp.options());
-  Tensor stats = fresh({st.acts(), B, 4}, xp.options());
+  Tensor acts = fresh({st.acts(), B, 4 * H}, xp.options());
+  Tensor stats = fresh({st.acts(), B, 5}, xp.options());
   Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   const Buf<T> X = buf<T>(xp), O = buf<T>(out), N = buf<T>(nhat), AC = buf<T>(acts), S = buf<T>(stats);
@@ -1251,28 +1253,31 @@ std::vector<Tensor> ln_lstm_forward(const Tensor& xp, const std::vector<Tensor>&
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T chat = (cn_b[j] - mean_c) * rstd_c;
-          const T tc = A::tanh(gamma[j] * chat + shift[j]);
-          a[4 * H + j] = chat, a[5 * H + j] = tc;
-          hn_b[j] = out_b[j] = a[3 * H + j] * tc;
+          hn_b[j] = out_b[j] = a[3 * H + j] * A::tanh(gamma[j] * chat + shift[j]);
         }
-        stat[0] = mean_x, stat[1] = rstd_x, stat[2] = rstd_r, stat[3] = rstd_c;
+        stat[0] = mean_x, stat[1] = rstd_x, stat[2] = rstd_r, stat[3] = rstd_c, stat[4] = mean_c;
       });
     }
   });
   if (st.T == 0) hT.copy_(state[0]), cT.copy_(state[1]);
   if (!st.train) return {out, hT, cT};
-  return {out, hT, cT, xp, Hs, Cs, nhat, acts, stats};
+  return {out, hT, cT, xp, Hs, Cs, nhat, acts, stats, cT.clone()};
 }
 
-// Cell-norm backward of one row, first half: accumulates dγ += dy ĉ and dβ += dy
-// for dy = dh_t o (1 - tanh²(γ ĉ + β)) and returns the means of dĉ = dy γ and dĉ ĉ.
+// Cell-norm backward of one row, first half: recomputes ĉ = (c_t - mean) rstd and tc = tanh(γ ĉ + β)
+// into ct (2H: ĉ, tc), accumulates dγ += dy ĉ and dβ += dy for dy = dh_t o (1 - tc²) and returns the
+// means of dĉ = dy γ and dĉ ĉ.
 template <typename T>
-SEQLAB_OUTLINE void ln_cell_sums(const T* a, const T* dh, const T* go, const T* gamma, T* d_gamma, T* d_shift,
-                                 int64_t H, T& m1, T& m2) {
+SEQLAB_OUTLINE void ln_cell_sums(const T* a, const T* c, T mean, T rstd, const T* dh, const T* go, const T* gamma,
+                                 const T* shift, T* d_gamma, T* d_shift, int64_t H, T* ct, T& m1, T& m2) {
+  using A = Act<T>;
   T s1 = 0, s2 = 0;
 #pragma omp simd reduction(+ : s1, s2)
   for (int64_t j = 0; j < H; ++j) {
-    const T o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
+    const T chat = (c[j] - mean) * rstd;
+    const T tc = A::tanh(gamma[j] * chat + shift[j]);
+    ct[j] = chat, ct[H + j] = tc;
+    const T o = a[3 * H + j];
     const T dy = (dh[j] + go[j]) * o * (1 - tc * tc);
     d_gamma[j] += dy * chat;
     d_shift[j] += dy;
@@ -1318,8 +1323,10 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
                                      const std::vector<Tensor>& saved, const Tensor& x, const Tensor& W,
                                      const std::vector<Tensor>& params, const int64_t* len, Steps st, bool need_dx) {
   const Tensor &xp = saved[0], &Hs = saved[1], &Cs = saved[2], &nhat = saved[3], &acts = saved[4], &stats = saved[5];
+  const Tensor& c_last = saved[6];
   const Tensor& U = params[0];
   const T *alpha1 = cptr<T>(params[1]), *alpha2 = cptr<T>(params[3]), *gamma = cptr<T>(params[4]);
+  const T* shift = cptr<T>(params[5]);
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H, I = x.size(2);
   // d/d (W x) of each step: where W and U together take at most half of a core's L2, dx_t = dxp_t W
   // for the block's rows in the loop and dW^T from a ring, as for dU (4-5% less time at T=200,
@@ -1345,6 +1352,9 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   T *const dh_all = dH.data_ptr<T>(), *const dc_all = dC.data_ptr<T>(), *const dp_all = dP.data_ptr<T>();
   Tensor sums = fresh({B, 3 * G}, dout.options()).zero_();  // per row: dα_1, db, dα_2
   T* const sums_all = sums.data_ptr<T>();
+  Tensor cell = fresh({B, 2 * H}, dout.options());  // per row: ĉ and tanh(γ ĉ + β) of the step
+  T* const cell_all = cell.data_ptr<T>();
+  const T* const c_last_all = c_last.data_ptr<T>();
   for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
     // dR_t = d/d (h_{t-1} U^T) of the block's rows and h_{t-1} go into rings for dU^T, as in SRU's
     // backward (and with small weights d/d (W x) and x for dW^T).
@@ -1370,13 +1380,16 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
         const T *a = AC.row(t, b), *cp = CS.row(t, b), *go = GO.row(t, b);
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H;
         T *d_gamma = dp_all + row * 2 * H, *d_shift = d_gamma + H;
-        const T rstd_r = S.row(t, b)[2], rstd_c = S.row(t, b)[3];
+        const T rstd_r = S.row(t, b)[2], rstd_c = S.row(t, b)[3], mean_c = S.row(t, b)[4];
+        // c_t, the state that left this step: the next step's slot, or the final c.
+        const T* c_t = s + 1 < st.T ? CS.row(st.time(s + 1), b) : c_last_all + b * H;
         // h = o tanh(y), y = γ ĉ + β; LN backward: dc = rstd (dĉ - mean(dĉ) - ĉ mean(dĉ ĉ)), dĉ = dy γ.
         T m1, m2;
-        ln_cell_sums(a, dh_b, go, gamma, d_gamma, d_shift, H, m1, m2);
+        T* const ct = cell_all + b * 2 * H;
+        ln_cell_sums(a, c_t, mean_c, rstd_c, dh_b, go, gamma, shift, d_gamma, d_shift, H, ct, m1, m2);
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
-          const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], chat = a[4 * H + j], tc = a[5 * H + j];
+          const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], chat = ct[j], tc = ct[H + j];
           const T dh = dh_b[j] + go[j];
           const T dchat = dh * o * (1 - tc * tc) * gamma[j];
           const T dc = dc_b[j] + rstd_c * (dchat - m1 - chat * m2);
