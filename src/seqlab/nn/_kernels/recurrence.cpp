@@ -782,7 +782,9 @@ inline T* next_state(const Tensor& buffer, const Tensor& final, const Steps& st,
 //   i = σ(a_i + p_i c_{t-1})  f = σ(a_f + p_f c_{t-1})  g = tanh(a_g)
 //   c_t = f c_{t-1} + i g     o = σ(a_o + p_o c_t)      h_t = o tanh(c_t)
 // params: U (4H, H), P (3, H) rows (p_i, p_f, p_o).
-// saved: Hs, Cs (T, B, H) states entering each step; acts (T, B, 5H) = i, f, g, o, tanh(c_t).
+// saved: Hs, Cs (T, B, H) states entering each step; acts (T, B, 4H) = i, f, g, o.
+// Backward recomputes c_t and tanh(c_t) from them: against saving tanh(c_t), H
+// floats less written and read per row and step.
 // ---------------------------------------------------------------------------
 
 template <typename T>
@@ -794,7 +796,7 @@ std::vector<Tensor> peephole_forward(const Tensor& xp, const T* xb, const std::v
   Tensor out = fresh({st.T, B, H}, xp.options());
   Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
-  Tensor acts = fresh({st.acts(), B, 5 * H}, xp.options());
+  Tensor acts = fresh({st.acts(), B, 4 * H}, xp.options());
   Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   const T *p_i = cptr<T>(P), *p_f = p_i + H, *p_o = p_i + 2 * H;
@@ -827,7 +829,7 @@ std::vector<Tensor> peephole_forward(const Tensor& xp, const T* xb, const std::v
           const T c = f * c_tm1 + i * g;
           const T o = A::sigmoid(x[3 * H + j] + xb[3 * H + j] + r[3 * H + j] + p_o[j] * c);
           const T tc = A::tanh(c);
-          a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o, a[4 * H + j] = tc;
+          a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
           cn_b[j] = c;
           hn_b[j] = out_b[j] = o * tc;
         }
@@ -843,6 +845,7 @@ template <typename T>
 std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
                                       const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
                                       const int64_t* len, Steps st) {
+  using A = Act<T>;
   const Tensor &Hs = saved[0], &Cs = saved[1], &acts = saved[2];
   const Tensor &U = params[0], &P = params[1];
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H;
@@ -866,8 +869,8 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H, *dp = dp_all + b * 3 * H;
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
-          const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], tc = a[4 * H + j];
-          const T c_tm1 = cp[j], c = f * c_tm1 + i * g;
+          const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+          const T c_tm1 = cp[j], c = f * c_tm1 + i * g, tc = A::tanh(c);
           const T dh = dh_b[j] + go[j];
           const T da_o = dh * tc * o * (1 - o);
           const T dc = dc_b[j] + dh * o * (1 - tc * tc) + da_o * p_o[j];
@@ -889,7 +892,8 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
 // ---------------------------------------------------------------------------
 // CIFG (Greff et al. 2017): f = 1 - i.  Gate order i, g, o.
 //   c_t = c_{t-1} + i (g - c_{t-1})     h_t = σ(a_o) tanh(c_t)
-// params: U (3H, H).  saved: Hs, Cs, acts (T, B, 4H) = i, g, o, tanh(c_t).
+// params: U (3H, H).  saved: Hs, Cs, acts (T, B, 3H) = i, g, o (backward
+// recomputes c_t and tanh(c_t), as peephole's does).
 // ---------------------------------------------------------------------------
 
 template <typename T>
@@ -901,7 +905,7 @@ std::vector<Tensor> cifg_forward(const Tensor& xp, const T* xb, const std::vecto
   Tensor out = fresh({st.T, B, H}, xp.options());
   Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
-  Tensor acts = fresh({st.acts(), B, 4 * H}, xp.options());
+  Tensor acts = fresh({st.acts(), B, 3 * H}, xp.options());
   Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   const Buf<T> X = buf<T>(xp), O = buf<T>(out), AC = buf<T>(acts), HS = buf<T>(Hs), CS = buf<T>(Cs);
@@ -931,7 +935,7 @@ std::vector<Tensor> cifg_forward(const Tensor& xp, const T* xb, const std::vecto
           const T o = A::sigmoid(x[2 * H + j] + xb[2 * H + j] + r[2 * H + j]);
           const T c = cp_b[j] + i * (g - cp_b[j]);
           const T tc = A::tanh(c);
-          a[j] = i, a[H + j] = g, a[2 * H + j] = o, a[3 * H + j] = tc;
+          a[j] = i, a[H + j] = g, a[2 * H + j] = o;
           cn_b[j] = c;
           hn_b[j] = out_b[j] = o * tc;
         }
@@ -947,6 +951,7 @@ template <typename T>
 std::vector<Tensor> cifg_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
                                   const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
                                   const int64_t* len, Steps st) {
+  using A = Act<T>;
   const Tensor &Hs = saved[0], &Cs = saved[1], &acts = saved[2];
   const Tensor& U = params[0];
   const int64_t B = dout.size(1), H = dout.size(2), G = 3 * H;
@@ -968,7 +973,8 @@ std::vector<Tensor> cifg_backward(const Tensor& dout, const std::vector<Tensor>&
         T *dh_b = dh_all + b * H, *dc_b = dc_all + b * H;
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
-          const T i = a[j], g = a[H + j], o = a[2 * H + j], tc = a[3 * H + j];
+          const T i = a[j], g = a[H + j], o = a[2 * H + j];
+          const T tc = A::tanh(cp[j] + i * (g - cp[j]));
           const T dh = dh_b[j] + go[j];
           const T dc = dc_b[j] + dh * o * (1 - tc * tc);
           da[j] = dc * (g - cp[j]) * i * (1 - i);
