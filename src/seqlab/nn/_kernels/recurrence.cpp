@@ -1446,7 +1446,9 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
 //   h_t = o tanh(c_t)
 // params: U (4H, H), V_i (4H, H), V_h (4H, H), b̃ (4H).
 // saved: Hs, Cs, Ks (inner c̃) entering each step; outer (T, B, 4H) = i, f, g, o;
-// Z (T, B, 2H); inner (T, B, 6H) = ĩ, f̃, g̃, õ, tanh(c̃_t), tanh(c_t); V = [V_i, V_h] (4H, 2H).
+// Z (T, B, 2H); inner (T, B, 4H) = ĩ, f̃, g̃, õ; V = [V_i, V_h] (4H, 2H).  Backward
+// recomputes c̃_t, tanh(c̃_t), c_t and tanh(c_t) from the inner gates and c̃_{t-1}:
+// against saving the two tanh, 2H floats less written and read per row and step.
 // ---------------------------------------------------------------------------
 
 template <typename T>
@@ -1464,7 +1466,7 @@ std::vector<Tensor> nested_forward(const Tensor& xp, const T* xb, const std::vec
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st), Ks = state_buffer(state[2], st);
   Tensor outer = fresh({st.acts(), B, G}, xp.options());
   Tensor Z = fresh({st.acts(), B, 2 * H}, xp.options()).zero_();
-  Tensor inner = fresh({st.acts(), B, 6 * H}, xp.options());
+  Tensor inner = fresh({st.acts(), B, 4 * H}, xp.options());
   Tensor R = fresh({B, G}, xp.options()), Q = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true), inner_gemm(V.data_ptr<T>(), B, G, 2 * H, true);
   const Buf<T> X = buf<T>(xp), O = buf<T>(out), OUTER = buf<T>(outer), ZB = buf<T>(Z), INNER = buf<T>(inner);
@@ -1511,7 +1513,7 @@ std::vector<Tensor> nested_forward(const Tensor& xp, const T* xb, const std::vec
           const T tk = A::tanh(kc);
           const T c = o * tk;
           const T tc = A::tanh(c);
-          m[j] = i, m[H + j] = f, m[2 * H + j] = g, m[3 * H + j] = o, m[4 * H + j] = tk, m[5 * H + j] = tc;
+          m[j] = i, m[H + j] = f, m[2 * H + j] = g, m[3 * H + j] = o;
           kn_b[j] = kc, cn_b[j] = c;
           hn_b[j] = out_b[j] = a[3 * H + j] * tc;
         }
@@ -1527,6 +1529,7 @@ template <typename T>
 std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
                                     const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
                                     const int64_t* len, Steps st) {
+  using A = Act<T>;
   const Tensor &Hs = saved[0], &Cs = saved[1], &Ks = saved[2], &outer = saved[3], &Z = saved[4], &inner = saved[5],
                &V = saved[6];
   const Tensor& U = params[0];
@@ -1555,7 +1558,8 @@ std::vector<Tensor> nested_backward(const Tensor& dout, const std::vector<Tensor
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T o = a[3 * H + j];
-          const T i = m[j], f = m[H + j], g = m[2 * H + j], oi = m[3 * H + j], tk = m[4 * H + j], tc = m[5 * H + j];
+          const T i = m[j], f = m[H + j], g = m[2 * H + j], oi = m[3 * H + j];
+          const T tk = A::tanh(f * kp[j] + i * g), tc = A::tanh(oi * tk);
           const T dh = dh_b[j] + go[j];
           da[3 * H + j] = dh * tc * o * (1 - o);
           const T dc = dc_b[j] + dh * o * (1 - tc * tc);
