@@ -76,17 +76,18 @@ class Attention(nn.Module, abc.ABC):
             query: ``(B, Hq)`` one decoder state per sentence, or ``(B, T, Hq)``
                 for ``T`` steps at once (teacher forcing without input feeding).
             keys: ``(B, S, Hk)``, the encoder outputs that are scored; unused when ``cache`` is given.
+                With ``rows``, keys, values, mask and cache have ``N`` rows of their own.
             values: ``(B, S, Hv)``, the encoder outputs that are averaged (often the same as ``keys``).
             mask: ``(B, S)`` bool, True at real tokens; None means no padding.
             cache: ``precompute(keys)`` from an earlier step, to skip re-projecting the keys.
-            rows: ``(B',)`` long, the row of keys, values, mask and cache that each of ``B'``
-                queries attends to (the beams of a sentence share its encoder outputs);
+            rows: ``(B,)`` long, the row (of ``N``) of keys, values, mask and cache that each
+                query attends to (the beams of a sentence share its encoder outputs);
                 None: query row ``b`` reads row ``b``.
 
         Returns:
             ``(context, weights)``: ``(B, Hv)`` and ``(B, S)`` for a 2-D query,
-            ``(B, T, Hv)`` and ``(B, T, S)`` for a 3-D one (``B'`` rows with ``rows``);
-            weights are exactly 0 at masked positions.
+            ``(B, T, Hv)`` and ``(B, T, S)`` for a 3-D one; weights are exactly 0 at
+            masked positions.
         """
         if cache is None:
             cache = self.precompute(keys)
