@@ -77,7 +77,9 @@ def test_selected_rows_share_the_sources_and_step_as_copies_would(overrides):
     assert picked.memory is state.memory and picked.cache is state.cache and picked.mask is state.mask
     assert picked.rows.tolist() == [3, 2, 2, 0]
     rows = picked.rows
-    copied = picked._replace(memory=state.memory[rows], cache=state.cache[rows], mask=state.mask[rows], rows=None)
+    values = state.values[rows] if state.values is not None else None
+    copied = picked._replace(memory=state.memory[rows], cache=state.cache[rows], mask=state.mask[rows], rows=None,
+                             values=values)
     for t in range(3):
         y = tgt[rows, t]
         got, picked, w_got = model.decoder.step(y, picked)
@@ -87,6 +89,30 @@ def test_selected_rows_share_the_sources_and_step_as_copies_would(overrides):
             torch.testing.assert_close(w_got, w_want, atol=1e-6, rtol=1e-5)
     forced, _ = model.teacher_force(tgt[rows], model.encode(src, src_len).select(rows))
     torch.testing.assert_close(forced, model(src[rows], src_len[rows], tgt[rows])[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", CONFIGS)
+def test_inference_attends_over_projected_encoder_outputs_as_eq5_would(overrides):
+    """In eval mode the state carries W_cc h̄_s; steps and teacher forcing equal eq. 5 computed as written."""
+    model = _model(**overrides)
+    src, src_len, tgt = _batch()
+    state = model.encode(src, src_len)
+    if model.decoder.attention is None:
+        assert state.values is None
+        return
+    W = model.decoder.combine.weight
+    torch.testing.assert_close(state.values, state.memory @ W[:, : state.memory.shape[-1]].T)
+    assert model.train().encode(src, src_len).values is None  # training runs eq. 5 as written
+    model.eval()
+    plain = state._replace(values=None)
+    for t in range(3):
+        got, state, w_got = model.decoder.step(tgt[:, t], state)
+        want, plain, w_want = model.decoder.step(tgt[:, t], plain)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(w_got, w_want)
+    forced, _ = model.teacher_force(tgt, model.encode(src, src_len))
+    as_written, _ = model.teacher_force(tgt, model.encode(src, src_len)._replace(values=None))
+    torch.testing.assert_close(forced, as_written, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("overrides", CONFIGS[:3])

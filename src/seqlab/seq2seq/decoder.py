@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import Recurrent
@@ -51,6 +52,12 @@ class DecoderState(NamedTuple):
     (:meth:`select`); the sources stay where they are, so that the ``K``
     beams of a sentence read one copy of its encoder outputs and no step
     copies them.
+    values: ``(N, S, H)`` the encoder outputs through the context half of
+    ``W_c``, or None.  In eq. 5, ``W_c [c_t; h_t] = W_cc c_t + W_ch h_t`` and
+    ``W_cc c_t = Σ_s α_s W_cc h̄_s``, so inference attends over these
+    instead of the encoder outputs: ``W_cc`` multiplies each source position
+    once instead of each step's context, and attention reads ``H`` floats a
+    position instead of ``M``.
     """
 
     rnn: tuple[Tensor, ...]
@@ -60,6 +67,7 @@ class DecoderState(NamedTuple):
     mask: Tensor
     inputs: Tensor | None = None
     rows: Tensor | None = None
+    values: Tensor | None = None
 
     def select(self, index: Tensor) -> DecoderState:
         """Rows ``index`` of the batch (for the searches); the sources are not copied."""
@@ -118,8 +126,20 @@ class AttentionDecoder(nn.Module):
         # Without input feeding or dropout, the first layer's input at a step depends on y_{t-1} alone:
         # project all V embeddings once (V rows, fewer than a batch's steps) and look them up.
         inputs = None if self.input_feeding or self.training else self.rnn.cells[0].project(self.embed.weight)
+        # Inference attends over W_cc h̄_s (DecoderState.values); training keeps eq. 5 as written.
+        split = None if self.training else self._split_combine()
+        values = F.linear(memory, split[0]) if split is not None else None
         return DecoderState(rnn=rnn, feed=memory.new_zeros(B, self.hidden_size), memory=memory, cache=cache,
-                            mask=mask, inputs=inputs)
+                            mask=mask, inputs=inputs, values=values)
+
+    def _split_combine(self) -> tuple[Tensor, Tensor] | None:
+        """``W_c`` as ``(W_cc (H, M), W_ch (H, H))``, or None without attention or where ``combine`` is
+        not a plain float ``nn.Linear`` (int8 and bf16 copies run eq. 5 as written)."""
+        if self.attention is None or type(self.combine) is not nn.Linear:
+            return None
+        weight = self.combine.weight
+        M = weight.shape[1] - self.hidden_size
+        return weight[:, :M], weight[:, M:]
 
     # ------------------------------------------------------------------- step
 
@@ -150,6 +170,11 @@ class AttentionDecoder(nn.Module):
         """``h (B, [T,] H)`` -> ``(h̃ (B, [T,] H), weights (B, [T,] S))``: eq. 5 of Luong et al."""
         if self.attention is None:
             return h, None
+        split = self._split_combine() if state.values is not None else None
+        if split is not None:  # tanh(Σ_s α_s W_cc h̄_s + W_ch h_t)
+            projected, weights = self.attention(h, state.memory, state.values, state.mask, cache=state.cache,
+                                                rows=state.rows)
+            return torch.tanh(projected + F.linear(h, split[1])), weights
         context, weights = self.attention(h, state.memory, state.memory, state.mask, cache=state.cache, rows=state.rows)
         return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), weights
 
