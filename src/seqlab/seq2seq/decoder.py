@@ -170,11 +170,10 @@ class AttentionDecoder(nn.Module):
         """``h (B, [T,] H)`` -> ``(h̃ (B, [T,] H), weights (B, [T,] S))``: eq. 5 of Luong et al."""
         if self.attention is None:
             return h, None
-        split = self._split_combine() if state.values is not None else None
-        if split is not None:  # tanh(Σ_s α_s W_cc h̄_s + W_ch h_t)
+        if state.values is not None:  # tanh(Σ_s α_s W_cc h̄_s + W_ch h_t)
             projected, weights = self.attention(h, state.memory, state.values, state.mask, cache=state.cache,
                                                 rows=state.rows)
-            return torch.tanh(projected + F.linear(h, split[1])), weights
+            return torch.tanh(projected + F.linear(h, self._split_combine()[1])), weights
         context, weights = self.attention(h, state.memory, state.memory, state.mask, cache=state.cache, rows=state.rows)
         return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), weights
 
