@@ -102,6 +102,11 @@ def test_low_precision_seq2seq_scores_like_the_float_model_and_leaves_it_alone(c
         lp, _ = model.step(tgt[:, 0], state)
         q_lp, _ = q.step(tgt[:, 0], q_state)
         torch.testing.assert_close(q_lp, lp, atol=0.05, rtol=0)
+        # The copy's W_c was split before conversion: it attends over its own W_cc h̄_s, as the float model does.
+        assert q_state.values is not None and q_state.values.shape == state.values.shape
+        torch.testing.assert_close(q_state.values, state.values, atol=0.05, rtol=0)
+        as_written, _ = q.step(tgt[:, 0], q_state._replace(values=None))
+        torch.testing.assert_close(as_written, q_lp, atol=0.05, rtol=0)
         result = q.generate(src, src_len, beam=2, bos=1, eos=2, max_len=6)
     assert len(result.tokens) == 5
     for name, value in model.state_dict().items():

@@ -115,6 +115,33 @@ def test_inference_attends_over_projected_encoder_outputs_as_eq5_would(overrides
     torch.testing.assert_close(forced, as_written, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("overrides", CONFIGS)
+def test_split_combine_computes_what_the_whole_w_c_did(overrides):
+    """W_c held as its two halves (what int8/bf16 copies convert) keeps eq. 5 and the projected values."""
+    from seqlab.seq2seq.decoder import SplitCombine
+
+    model = _model(**overrides)
+    src, src_len, tgt = _batch()
+    want_forced, _ = model.teacher_force(tgt, model.encode(src, src_len))
+    state = model.encode(src, src_len)
+    want_step, _, _ = model.decoder.step(tgt[:, 0], state)
+    model.decoder.split_combine()
+    if model.decoder.attention is None:
+        assert not hasattr(model.decoder, "combine")
+        return
+    assert isinstance(model.decoder.combine, SplitCombine)
+    got_state = model.encode(src, src_len)
+    torch.testing.assert_close(got_state.values, state.values)
+    torch.testing.assert_close(model.decoder.step(tgt[:, 0], got_state)[0], want_step)
+    torch.testing.assert_close(model.teacher_force(tgt, got_state)[0], want_forced, atol=1e-5, rtol=1e-5)
+    as_written, _ = model.teacher_force(tgt, got_state._replace(values=None))  # SplitCombine.forward
+    torch.testing.assert_close(as_written, want_forced, atol=1e-5, rtol=1e-5)
+    # A second call leaves the split as it is.
+    halves = model.decoder.combine
+    model.decoder.split_combine()
+    assert model.decoder.combine is halves
+
+
 @pytest.mark.parametrize("overrides", CONFIGS[:3])
 def test_attention_is_a_distribution_over_real_letters(overrides):
     model = _model(**overrides)

@@ -11,7 +11,8 @@ still computes them, only without the speed-up (:func:`bf16_is_fast`).
 
 - every ``nn.Linear`` into :class:`BF16Linear`: weight in bf16, the input
   rounded to bf16 for the product (accumulated in float32, returned in
-  bf16), bias added in float32;
+  bf16), bias added in float32; the attention decoder's combining layer is
+  split into its two halves first, as for int8;
 - every :class:`~seqlab.nn.Recurrent` of plain LSTM cells into
   :class:`BF16LSTM`: the whole sequence through torch's LSTM in bf16
   (oneDNN), plus per-step :class:`BF16LSTMCell` copies for decoders whose
@@ -25,15 +26,13 @@ to 8 mantissa bits (the WER cost of the shipped G2P model is measured by
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.cells import LSTMCell, lstm_update
 from ..nn.recurrent import Recurrent
-from .dynamic import ConvertedLSTM, run_native
+from .dynamic import ConvertedLSTM, inference_copy, run_native
 
 __all__ = ["bfloat16_compute", "bf16_is_fast", "BF16Linear", "BF16LSTM", "BF16LSTMCell"]
 
@@ -111,10 +110,7 @@ class BF16LSTM(ConvertedLSTM):
 
 def bfloat16_compute(model: nn.Module) -> nn.Module:
     """An inference copy of ``model`` whose matrix products run in bf16 (see the module docstring)."""
-    model = copy.deepcopy(model).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return _convert(model)
+    return _convert(inference_copy(model))
 
 
 def _convert(module: nn.Module) -> nn.Module:

@@ -11,7 +11,10 @@ about 2-3x faster on x86 CPUs; the results move by a small rounding error
 :func:`quantize_dynamic` converts, in a copy of the model:
 
 - every ``nn.Linear`` (attention, output layer, bridges) with torch's own
-  converter;
+  converter, after splitting the attention decoder's combining layer into
+  its two halves (``seqlab.seq2seq.decoder.SplitCombine``; the copy then
+  multiplies the encoder outputs by its context half once per sentence, as
+  the float model does);
 - every :class:`~seqlab.nn.Recurrent` of plain LSTM cells into
   :class:`Int8LSTM`, which runs the whole sequence through torch's quantised
   LSTM kernel and offers per-step int8 cells for decoders that step one
@@ -137,13 +140,24 @@ def run_native(rnn: nn.Module, x: Tensor, hx, lengths: Tensor | None, batch_firs
     return output, final
 
 
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` to convert: eval mode, no gradients, and every module that can split a
+    layer for faster inference (``split_combine``: the attention decoder's ``W_c``) has split it, so
+    that the conversion converts the parts."""
+    model = copy.deepcopy(model).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in list(model.modules()):
+        if callable(getattr(module, "split_combine", None)):
+            module.split_combine()
+    return model
+
+
 def quantize_dynamic(model: nn.Module) -> nn.Module:
     """An inference copy of ``model`` computing in int8 where the CPU kernels allow (see the module docstring)."""
     if not any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm", "onednn", "qnnpack")):
         raise RuntimeError("this torch build has no quantised CPU engine for int8 compute")
-    model = copy.deepcopy(model).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = inference_copy(model)
     with _quiet():
         _swap_recurrent(model)
         return _convert(model, {nn.Linear})

@@ -22,6 +22,8 @@ memory size, ``H`` decoder hidden size, ``V`` target vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -31,9 +33,36 @@ from torch import Tensor, nn
 from ..nn import Recurrent
 from ..nn.attention import ATTENTIONS, make_attention
 
-__all__ = ["AttentionDecoder", "DecoderState", "ATTENTION_KINDS"]
+__all__ = ["AttentionDecoder", "DecoderState", "SplitCombine", "ATTENTION_KINDS"]
 
 ATTENTION_KINDS = ("none", *ATTENTIONS)
+
+
+class SplitCombine(nn.Module):
+    """Eq. 5's ``W_c [c; h]`` as ``W_cc c + W_ch h``: the two halves of ``W_c``, each its own ``nn.Linear``.
+
+    The same function as the ``nn.Linear`` it splits (``forward`` takes the
+    concatenation ``[c; h]``).  Inference copies that convert every
+    ``nn.Linear`` into another number format (``seqlab.compress``: int8,
+    bf16) split ``W_c`` first, so that they convert both halves and, like the
+    float model, multiply the encoder outputs by ``W_cc`` once per sentence
+    (:class:`DecoderState` ``values``).
+    """
+
+    def __init__(self, combine: nn.Linear, memory_size: int) -> None:
+        super().__init__()
+        if combine.bias is not None:
+            raise ValueError("SplitCombine splits a W_c without bias")
+        hidden_size = combine.in_features - memory_size
+        self.memory_size = memory_size
+        self.context = nn.Linear(memory_size, combine.out_features, bias=False)  # W_cc
+        self.hidden = nn.Linear(hidden_size, combine.out_features, bias=False)  # W_ch
+        with torch.no_grad():
+            self.context.weight.copy_(combine.weight[:, :memory_size])
+            self.hidden.weight.copy_(combine.weight[:, memory_size:])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.context(x[..., : self.memory_size]) + self.hidden(x[..., self.memory_size :])
 
 
 class DecoderState(NamedTuple):
@@ -127,19 +156,28 @@ class AttentionDecoder(nn.Module):
         # project all V embeddings once (V rows, fewer than a batch's steps) and look them up.
         inputs = None if self.input_feeding or self.training else self.rnn.cells[0].project(self.embed.weight)
         # Inference attends over W_cc h̄_s (DecoderState.values); training keeps eq. 5 as written.
-        split = None if self.training else self._split_combine()
-        values = F.linear(memory, split[0]) if split is not None else None
+        halves = None if self.training else self._combine_halves()
+        values = halves[0](memory) if halves is not None else None
         return DecoderState(rnn=rnn, feed=memory.new_zeros(B, self.hidden_size), memory=memory, cache=cache,
                             mask=mask, inputs=inputs, values=values)
 
-    def _split_combine(self) -> tuple[Tensor, Tensor] | None:
-        """``W_c`` as ``(W_cc (H, M), W_ch (H, H))``, or None without attention or where ``combine`` is
-        not a plain float ``nn.Linear`` (int8 and bf16 copies run eq. 5 as written)."""
-        if self.attention is None or type(self.combine) is not nn.Linear:
+    def split_combine(self) -> None:
+        """Hold ``W_c`` as its two halves, :class:`SplitCombine` (for inference copies; see there)."""
+        if self.attention is not None and type(self.combine) is nn.Linear:
+            self.combine = SplitCombine(self.combine, self.combine.in_features - self.hidden_size)
+
+    def _combine_halves(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]] | None:
+        """``(x -> W_cc x, h -> W_ch h)``, or None without attention or where ``combine`` is neither a
+        plain float ``nn.Linear`` nor a :class:`SplitCombine` (inference then runs eq. 5 as written)."""
+        if self.attention is None:
+            return None
+        if isinstance(self.combine, SplitCombine):
+            return self.combine.context, self.combine.hidden
+        if type(self.combine) is not nn.Linear:
             return None
         weight = self.combine.weight
         M = weight.shape[1] - self.hidden_size
-        return weight[:, :M], weight[:, M:]
+        return partial(F.linear, weight=weight[:, :M]), partial(F.linear, weight=weight[:, M:])
 
     # ------------------------------------------------------------------- step
 
@@ -173,7 +211,7 @@ class AttentionDecoder(nn.Module):
         if state.values is not None:  # tanh(Σ_s α_s W_cc h̄_s + W_ch h_t)
             projected, weights = self.attention(h, state.memory, state.values, state.mask, cache=state.cache,
                                                 rows=state.rows)
-            return torch.tanh(projected + F.linear(h, self._split_combine()[1])), weights
+            return torch.tanh(projected + self._combine_halves()[1](h)), weights
         context, weights = self.attention(h, state.memory, state.memory, state.mask, cache=state.cache, rows=state.rows)
         return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), weights
 
