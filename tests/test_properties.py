@@ -227,8 +227,10 @@ def test_beam_search_invariants(table, beam, length_penalty, data):
         assert nbest[0][0] == tokens and 1 <= len(nbest) <= beam
         assert [s for _, s in nbest] == sorted((s for _, s in nbest), reverse=True)
         assert len({tuple(h) for h, _ in nbest}) == len(nbest)
-        for hyp, s in nbest:  # the normalised score of Wu et al. 2016: log P / |Y|^alpha
-            assert s == pytest.approx(_log_prob(table, b, hyp) / (len(hyp) + 1) ** length_penalty, abs=1e-9)
+        assert len(result.nbest_log_probs[b]) == len(nbest)
+        for (hyp, s), lp in zip(nbest, result.nbest_log_probs[b]):  # Wu et al. 2016: log P / |Y|^alpha
+            assert lp == pytest.approx(_log_prob(table, b, hyp), abs=1e-9)
+            assert s == pytest.approx(lp / (len(hyp) + 1) ** length_penalty, abs=1e-9)
         alone = _search(table[b : b + 1], caps[b : b + 1], beam, length_penalty)  # batching changes nothing
         assert alone.tokens[0] == tokens
 

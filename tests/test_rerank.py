@@ -56,10 +56,18 @@ def test_candidates_pool_both_directions_and_weight_zero_ranks_by_the_left_to_ri
             assert tokens in hyps
         for tokens, _ in backward.nbest[i]:
             assert tokens[::-1] in hyps
-        # the backward scores are the right-to-left model reading the reversed candidates
-        expect = sequence_log_probs(r2l, src[[i] * len(hyps)], src_len[[i] * len(hyps)],
-                                    [h[::-1] for h in hyps], bos=BOS, eos=EOS)  # one source row each
+        # Both models' scores of every candidate, whether kept from a search or teacher-forced: the
+        # backward scores are the right-to-left model reading the reversed candidates.
+        rows = [i] * len(hyps)  # one source row each
+        expect = sequence_log_probs(l2r, src[rows], src_len[rows], hyps, bos=BOS, eos=EOS)
+        torch.testing.assert_close(found.l2r[i], expect, atol=1e-5, rtol=1e-5)
+        expect = sequence_log_probs(r2l, src[rows], src_len[rows], [h[::-1] for h in hyps], bos=BOS, eos=EOS)
         torch.testing.assert_close(found.r2l[i], expect, atol=1e-5, rtol=1e-5)
+        # A model's own n-best keep the log-probabilities its search summed.
+        own = dict(zip(map(tuple, (h for h, _ in forward.nbest[i])), forward.nbest_log_probs[i]))
+        for k, h in enumerate(hyps):
+            if tuple(h) in own:
+                assert float(found.l2r[i][k]) == own[tuple(h)]
     best = found.best(0.0)
     for i, hyp in enumerate(best):  # never worse for the left-to-right model than its own beam's best
         score = found.l2r[i][found.hyps[i].index(hyp)] / (len(hyp) + 1)

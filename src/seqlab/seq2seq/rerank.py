@@ -110,30 +110,38 @@ def bidirectional_candidates(
 ) -> Candidates:
     """Beam-search both models, pool their n-best lists, score every candidate with both.
 
-    Each model encodes the source once, for its search and its scoring.
+    Each model encodes the source once, for its search and its scoring.  A
+    candidate from a model's own n-best list keeps the log-probability its
+    search summed; only the candidates that the other direction alone found
+    are scored by teacher forcing (the two agree to float rounding), so
+    each model teacher-forces a fraction of the pool instead of all of it.
     """
     options = dict(bos=bos, eos=eos, beam=beam, length_penalty=length_penalty)
     l2r_state, r2l_state = l2r.encode(src, src_len), r2l.encode(src, src_len)
     forward: SearchResult = generate(l2r, src, src_len, state=l2r_state, **options)
     backward: SearchResult = generate(r2l, src, src_len, state=r2l_state, **options)
-    pools: list[list[list[int]]] = []
-    for fwd, bwd in zip(forward.nbest, backward.nbest):
-        seen: dict[tuple[int, ...], None] = {}
-        for tokens, _ in fwd:
-            seen.setdefault(tuple(tokens))
-        for tokens, _ in bwd:
-            seen.setdefault(tuple(reversed(tokens)))
-        pools.append([list(t) for t in seen])
-    rows = torch.tensor([i for i, pool in enumerate(pools) for _ in pool], dtype=torch.long, device=src.device)
-    flat = [h for pool in pools for h in pool]
-    if not flat:
-        empty = [torch.empty(0) for _ in pools]
-        return Candidates(pools, empty, empty)
-    fwd_lp = sequence_log_probs(l2r, src, src_len, flat, bos=bos, eos=eos, rows=rows, state=l2r_state).cpu()
-    reverse = [h[::-1] for h in flat]
-    bwd_lp = sequence_log_probs(r2l, src, src_len, reverse, bos=bos, eos=eos, rows=rows, state=r2l_state).cpu()
-    sizes = [len(pool) for pool in pools]
-    return Candidates(pools, list(fwd_lp.split(sizes)), list(bwd_lp.split(sizes)))
+    # Per sentence: candidate (left to right) -> [log P_l2r or None, log P_r2l or None], in the order found.
+    known: list[dict[tuple[int, ...], list[float | None]]] = []
+    for i in range(src.shape[0]):
+        seen: dict[tuple[int, ...], list[float | None]] = {}
+        for (tokens, _), lp in zip(forward.nbest[i], forward.nbest_log_probs[i]):
+            seen.setdefault(tuple(tokens), [None, None])[0] = lp
+        for (tokens, _), lp in zip(backward.nbest[i], backward.nbest_log_probs[i]):
+            seen.setdefault(tuple(reversed(tokens)), [None, None])[1] = lp
+        known.append(seen)
+    for side, (model, state) in enumerate(((l2r, l2r_state), (r2l, r2l_state))):
+        missing = [(i, hyp) for i, seen in enumerate(known) for hyp, lps in seen.items() if lps[side] is None]
+        if not missing:
+            continue
+        rows = torch.tensor([i for i, _ in missing], dtype=torch.long, device=src.device)
+        hyps = [list(hyp) if side == 0 else list(reversed(hyp)) for _, hyp in missing]
+        scores = sequence_log_probs(model, src, src_len, hyps, bos=bos, eos=eos, rows=rows, state=state)
+        for (i, hyp), lp in zip(missing, scores.tolist()):
+            known[i][hyp][side] = lp
+    pools = [[list(hyp) for hyp in seen] for seen in known]
+    fwd_lp = [torch.tensor([lps[0] for lps in seen.values()]) for seen in known]
+    bwd_lp = [torch.tensor([lps[1] for lps in seen.values()]) for seen in known]
+    return Candidates(pools, fwd_lp, bwd_lp)
 
 
 def rerank(

@@ -71,11 +71,14 @@ class SearchResult:
         nbest: beam search only: up to ``beam_size`` finished hypotheses per
             sentence as ``(tokens, normalised score)``, best first; the first
             one is ``tokens``.  None for greedy search.
+        nbest_log_probs: beam search only: the unnormalised log-probability
+            (EOS included) of each hypothesis in ``nbest``, in its order.
     """
 
     tokens: list[list[int]]
     scores: Tensor
     nbest: list[list[tuple[list[int], float]]] | None = None
+    nbest_log_probs: list[list[float]] | None = None
 
 
 @torch.no_grad()
@@ -293,14 +296,16 @@ def beam_search(
 def _beam_result(
     finished: list[list[tuple[list[int], float, float]]], K: int, dtype: torch.dtype, device: torch.device
 ) -> SearchResult:
-    tokens, scores, nbest = [], [], []
+    tokens, scores, nbest, log_probs = [], [], [], []
     for hyps in finished:
         # sorted() is stable: among equal normalised scores the earlier (shorter) hypothesis wins.
         hyps = sorted(hyps, key=lambda h: h[2], reverse=True)[:K]
         tokens.append(hyps[0][0] if hyps else [])
         scores.append(hyps[0][1] if hyps else float("-inf"))
         nbest.append([(hyp, s) for hyp, _, s in hyps])
-    return SearchResult(tokens=tokens, scores=torch.tensor(scores, dtype=dtype, device=device), nbest=nbest)
+        log_probs.append([r for _, r, _ in hyps])
+    return SearchResult(tokens=tokens, scores=torch.tensor(scores, dtype=dtype, device=device), nbest=nbest,
+                        nbest_log_probs=log_probs)
 
 
 def _check_batch(batch_size: int, beam_size: int) -> None:
