@@ -52,16 +52,18 @@ def sequence_log_probs(
         rows = torch.arange(src.shape[0], device=src.device)
     if len(hyps) != rows.shape[0]:
         raise ValueError(f"{len(hyps)} hypotheses for {rows.shape[0]} rows")
-    T = max(len(h) for h in hyps) + 1
-    tgt_in = torch.full((len(hyps), T), eos, dtype=torch.long, device=src.device)
-    tgt_out = torch.full_like(tgt_in, eos)
-    mask = torch.zeros(len(hyps), T, dtype=torch.bool, device=src.device)
-    tgt_in[:, 0] = bos
-    for i, h in enumerate(hyps):
-        if h:
-            tgt_in[i, 1 : len(h) + 1] = torch.tensor(h, device=src.device)
-            tgt_out[i, : len(h)] = torch.tensor(h, device=src.device)
-        mask[i, : len(h) + 1] = True
+    # (N, T) inputs BOS y_1 .. y_n EOS.., targets y_1 .. y_n EOS EOS.., mask over the n + 1 scored steps,
+    # filled from all hypotheses' tokens at once.
+    lengths = torch.tensor([len(h) for h in hyps], dtype=torch.long)
+    T = int(lengths.max()) + 1
+    tokens = torch.tensor([t for h in hyps for t in h], dtype=torch.long)
+    row = torch.repeat_interleave(torch.arange(len(hyps)), lengths)  # (total,)
+    col = torch.arange(tokens.numel()) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    tgt_out = torch.full((len(hyps), T), eos, dtype=torch.long)
+    tgt_out[row, col] = tokens
+    tgt_in = torch.cat([torch.full((len(hyps), 1), bos, dtype=torch.long), tgt_out[:, :-1]], dim=1)
+    mask = torch.arange(T) <= lengths.unsqueeze(1)
+    tgt_in, tgt_out, mask = tgt_in.to(src.device), tgt_out.to(src.device), mask.to(src.device)
     if state is None:
         state = model.encode(src, src_len)
     state = model.reorder_state(state, rows)
