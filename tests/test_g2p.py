@@ -19,12 +19,19 @@ from seqlab.tasks.g2p import (
 from seqlab.train import Trainer
 
 
-def test_decoding_batches_hold_words_of_one_length_shortest_first():
+def test_decoding_batches_keep_long_runs_of_one_length_and_pool_short_ones():
+    from seqlab.tasks.g2p import MIN_BATCH_WORDS
+
     words = ["abc", "a", "de", "fgh", "ij", "k", "lmn", "op"]
-    batches = _batches(words, 2)
-    assert sorted(i for b in batches for i in b) == list(range(len(words)))
-    assert all(0 < len(b) <= 2 and len({len(words[i]) for i in b}) == 1 for b in batches)
-    assert [len(words[b[0]]) for b in batches] == [1, 2, 2, 3, 3]
+    assert _batches(words, 256) == [[1, 5, 2, 4, 7, 0, 3, 6]]  # few words: one batch, shortest first
+    capped = _batches(words, 3)
+    assert capped == [[1, 5, 2], [4, 7, 0], [3, 6]]
+    # Lengths with enough words get batches of their own; a short run joins the next length's words.
+    many = ["ab"] * (MIN_BATCH_WORDS + 5) + ["abc"] * 3 + ["abcd"] * MIN_BATCH_WORDS
+    batches = _batches(many, 256)
+    assert [sorted({len(many[i]) for i in b}) for b in batches] == [[2], [3, 4]]
+    assert sorted(i for b in batches for i in b) == list(range(len(many)))
+    assert [len(b) for b in _batches(many, 50)] == [50, 50, 36]
     with pytest.raises(ValueError, match="batch_size"):
         _batches(words, 0)
 
@@ -72,6 +79,18 @@ def test_model_round_trips_through_checkpoint(checkpoint):
     weights = model.attention("abc", phones[0])
     assert weights.shape == (len(phones[0]) + 1, 3)
     torch.testing.assert_close(weights.sum(-1), torch.ones(len(phones[0]) + 1))
+
+
+def test_words_of_mixed_lengths_in_one_batch_decode_as_alone(checkpoint):
+    model = G2PModel.from_checkpoint(checkpoint)
+    words = ["hgfe", "ab", "c", "abcdefg", "ba", "dd"]
+    for beam in (1, 3):
+        assert model.pronounce(words, beam=beam) == [model.pronounce([w], beam=beam)[0] for w in words]
+    phones = model.pronounce(words)
+    for (score, weights), word, ph in zip(model.score(words, phones), words, phones):
+        alone_score, alone_weights = model.score([word], [ph])[0]
+        assert score == pytest.approx(alone_score, abs=1e-4)
+        torch.testing.assert_close(weights, alone_weights, atol=1e-5, rtol=1e-4)
 
 
 def test_g2p_command_prints_phones_and_plots(checkpoint, tmp_path):

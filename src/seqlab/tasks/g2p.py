@@ -294,19 +294,41 @@ class G2PModel:
         return self.score([word], [phones])[0][1]
 
 
-def _batches(words: list[str], batch_size: int) -> list[list[int]]:
-    """Indices of ``words`` in batches of at most ``batch_size`` words of one length, shortest first.
+# A decoding batch of fewer words than this takes the next length's words too (see _batches).
+MIN_BATCH_WORDS = 64
 
-    A batch without padding runs the encoder unpacked (torch's fused kernel
-    on the whole batch) and wastes no attention on padded positions.
+
+def _batches(words: list[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``words`` in batches of at most ``batch_size`` words, shortest first.
+
+    Words of one length share a batch: without padding the encoder runs
+    unpacked (torch's fused kernel on the whole batch) and no attention is
+    spent on padded positions.  But every batch pays for its own encoder
+    calls and search steps in every member of an ensemble, so a length with
+    fewer than ``MIN_BATCH_WORDS`` words left over fills its batch with the
+    next lengths' words instead.  A few words of mixed lengths, what the web
+    server gets, then go in one batch: the shipped ensemble's beam 5 with
+    scores decoded requests of 40 random test words at 2.4x the words/s and
+    requests of 3 at 2.1x, to the same pronunciations; the distilled model
+    decoded all 12,630 test words (batches of 256) at the same speed, greedy
+    and beam 5 (0.998x and 1.020x the time).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(words)), key=lambda i: len(words[i]))
     batches: list[list[int]] = []
+    batch: list[int] = []
     for _, same in itertools.groupby(order, key=lambda i: len(words[i])):
-        same = list(same)
-        batches += [same[start : start + batch_size] for start in range(0, len(same), batch_size)]
+        for i in same:
+            if len(batch) == batch_size:
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        if len(batch) >= min(MIN_BATCH_WORDS, batch_size):
+            batches.append(batch)
+            batch = []
+    if batch:
+        batches.append(batch)
     return batches
 
 
