@@ -320,7 +320,7 @@ def _render(r: dict[str, Any]) -> str:
         f"model loading excluded; the median of {r['rounds']} rounds in which every decoder runs once in turn "
         "(the ensemble's beam 5: the first round only, minutes per pass). Phonetisaurus: one `Phoneticize` call "
         "per word through its Python bindings, phones looked up as strings; seqlab: `G2PModel.pronounce` "
-        "(batches of up to 256 words of one length).",
+        "(batches of up to 256 words, of one length where it has 64 words or more).",
         "- beam 5: the ensemble's left-to-right members search, its right-to-left members rescore the pooled "
         "n-best lists (`seqlab.seq2seq.rerank`); a single model's beam search has no rescoring.",
         f"- cross-check: one `phonetisaurus-g2pfst --wordlist` process decoded the same words at "
