@@ -208,7 +208,7 @@ class G2PModel:
 
     @torch.no_grad()
     def pronounce(self, words: list[str], *, beam: int = 1, batch_size: int = 256) -> list[list[str]]:
-        """Phones for each (already normalised) word, decoded in batches of words of one length (short runs of lengths pooled, see _batches)."""
+        """Phones for each (already normalised) word, decoded in batches by length (see ``_batches``)."""
         out: list[list[str]] = [[] for _ in words]
         for chunk in _batches(words, batch_size):
             src, src_len = self._encode([words[i] for i in chunk])
