@@ -682,21 +682,30 @@ constexpr int64_t kGrain = 4096;
 // with one-thread GEMMs and never waits for another: no fork and join per step
 // (about 2 us each, against 15-100 us of arithmetic per step at the issue-4
 // shapes).  But then every thread reads all of the recurrent weights
-// (weight_bytes) at every step, doing 2 * rows FLOPs per weight: where the
-// weights do not fit in one core's L2 and a thread would have fewer than
-// kMinBlockRows rows, that reading would dominate, so f(0, B) runs on the
-// calling thread instead and the GEMMs and pointwise loops inside it split
-// their work over the threads at each step.  (With 8 float rows or more a
-// thread's GEMM does at least 4 FLOPs per weight byte it streams from L3 or
-// memory; there the row blocks measured 2-15% faster than the split on an AMD
-// EPYC with 512 KiB of L2.)
+// (weight_bytes) at every step, doing 2 * rows FLOPs per weight.  Where the
+// weights do not fit in one core's L2, f(0, B) runs on the calling thread
+// instead and the GEMMs and pointwise loops inside it split their work over
+// the threads at each step (each thread takes the same panels of the weights
+// every step), in two cases:
+// - a thread would have fewer than kMinBlockRows rows: the reading would
+//   dominate.  (With 8 float rows or more a thread's GEMM does at least 4 FLOPs
+//   per weight byte it streams from L3 or memory; there the row blocks measured
+//   2-15% faster than the split on an AMD EPYC with 512 KiB of L2.)
+// - a thread would have at most kSplitRows rows and its share of the weights
+//   fits in 3/4 of its L2, where they then stay from step to step.  On an Intel
+//   Xeon (2 MiB of L2, 2 threads) the split took 0.80-0.97x the time of the row
+//   blocks with 8-32 rows a thread (nested_lstm at H = 256: 3 MiB of weights;
+//   peephole and ln_lstm at H = 384: 2.3 MiB), 0.98-1.02x with 48 and 0.97-1.03x
+//   with 64.
 constexpr int64_t kMinBlockRows = 8;
+constexpr int64_t kSplitRows = 32;
 
 template <typename F>
 inline void for_row_blocks(int64_t B, int64_t weight_bytes, const F& f) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t rows = (B + threads - 1) / threads;
-  if (weight_bytes > l2_bytes() && rows < kMinBlockRows) return f(0, B);
+  const bool share_fits = threads > 1 && weight_bytes / threads <= l2_bytes() * 3 / 4;
+  if (weight_bytes > l2_bytes() && (rows < kMinBlockRows || (rows <= kSplitRows && share_fits))) return f(0, B);
   at::parallel_for(0, B, rows, f);
 }
 
