@@ -110,6 +110,10 @@ def test_inference_attends_over_projected_encoder_outputs_as_eq5_would(overrides
         want, plain, w_want = model.decoder.step(tgt[:, t], plain)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(w_got, w_want)
+        with torch.no_grad():  # decoding: W_ch h goes into the attention's output in place
+            fast, _, w_fast = model.decoder.step(tgt[:, t], state)
+            torch.testing.assert_close(fast, model.decoder.step(tgt[:, t], plain)[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(w_fast, model.decoder.step(tgt[:, t], plain)[2])
     forced, _ = model.teacher_force(tgt, model.encode(src, src_len))
     as_written, _ = model.teacher_force(tgt, model.encode(src, src_len)._replace(values=None))
     torch.testing.assert_close(forced, as_written, atol=1e-5, rtol=1e-5)
