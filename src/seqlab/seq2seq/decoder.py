@@ -22,8 +22,6 @@ memory size, ``H`` decoder hidden size, ``V`` target vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -128,6 +126,7 @@ class AttentionDecoder(nn.Module):
         if attention == "none" and input_feeding:
             raise ValueError("input_feeding needs attention; set input_feeding=false with attention=none")
         self.hidden_size = hidden_size
+        self.memory_size = memory_size
         self.num_layers = num_layers
         self.input_feeding = input_feeding
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=pad)
@@ -155,29 +154,25 @@ class AttentionDecoder(nn.Module):
         # Without input feeding or dropout, the first layer's input at a step depends on y_{t-1} alone:
         # project all V embeddings once (V rows, fewer than a batch's steps) and look them up.
         inputs = None if self.input_feeding or self.training else self.rnn.cells[0].project(self.embed.weight)
-        # Inference attends over W_cc h̄_s (DecoderState.values); training keeps eq. 5 as written.
-        halves = None if self.training else self._combine_halves()
-        values = halves[0](memory) if halves is not None else None
         return DecoderState(rnn=rnn, feed=memory.new_zeros(B, self.hidden_size), memory=memory, cache=cache,
-                            mask=mask, inputs=inputs, values=values)
+                            mask=mask, inputs=inputs, values=self._values(memory))
 
     def split_combine(self) -> None:
         """Hold ``W_c`` as its two halves, :class:`SplitCombine` (for inference copies; see there)."""
         if self.attention is not None and type(self.combine) is nn.Linear:
-            self.combine = SplitCombine(self.combine, self.combine.in_features - self.hidden_size)
+            self.combine = SplitCombine(self.combine, self.memory_size)
 
-    def _combine_halves(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]] | None:
-        """``(x -> W_cc x, h -> W_ch h)``, or None without attention or where ``combine`` is neither a
-        plain float ``nn.Linear`` nor a :class:`SplitCombine` (inference then runs eq. 5 as written)."""
-        if self.attention is None:
+    def _values(self, memory: Tensor) -> Tensor | None:
+        """``W_cc h̄_s`` for inference (:class:`DecoderState` ``values``), or None: in training, without
+        attention, or where ``combine`` is neither a plain float ``nn.Linear`` nor a :class:`SplitCombine`
+        (those run eq. 5 as written)."""
+        if self.training or self.attention is None:
             return None
         if isinstance(self.combine, SplitCombine):
-            return self.combine.context, self.combine.hidden
-        if type(self.combine) is not nn.Linear:
-            return None
-        weight = self.combine.weight
-        M = weight.shape[1] - self.hidden_size
-        return partial(F.linear, weight=weight[:, :M]), partial(F.linear, weight=weight[:, M:])
+            return self.combine.context(memory)
+        if type(self.combine) is nn.Linear:
+            return F.linear(memory, self.combine.weight[:, : self.memory_size])
+        return None
 
     # ------------------------------------------------------------------- step
 
@@ -211,12 +206,14 @@ class AttentionDecoder(nn.Module):
         if state.values is not None:  # tanh(Σ_s α_s W_cc h̄_s + W_ch h_t)
             projected, weights = self.attention(h, state.memory, state.values, state.mask, cache=state.cache,
                                                 rows=state.rows)
-            if h.dim() == 2 and type(self.combine) is nn.Linear and not torch.is_grad_enabled():
+            if isinstance(self.combine, SplitCombine):
+                return torch.tanh(projected + self.combine.hidden(h)), weights
+            w_ch = self.combine.weight[:, self.memory_size :]
+            if h.dim() == 2 and not torch.is_grad_enabled():
                 # A decoding step: the attention's output is a new tensor of this call, so W_ch h is added
                 # into it and squashed in place (no temporaries of (B, H); beam 5 took about 0.95x the time).
-                w_ch = self.combine.weight[:, self.combine.in_features - self.hidden_size :]
                 return projected.addmm_(h, w_ch.t()).tanh_(), weights
-            return torch.tanh(projected + self._combine_halves()[1](h)), weights
+            return torch.tanh(projected + F.linear(h, w_ch)), weights
         context, weights = self.attention(h, state.memory, state.memory, state.mask, cache=state.cache, rows=state.rows)
         return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), weights
 
