@@ -1345,12 +1345,16 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   const T *alpha1 = cptr<T>(params[1]), *alpha2 = cptr<T>(params[3]), *gamma = cptr<T>(params[4]);
   const T* shift = cptr<T>(params[5]);
   const int64_t B = dout.size(1), H = dout.size(2), G = 4 * H, I = x.size(2);
-  // d/d (W x) of each step: where W and U together take at most half of a core's L2, dx_t = dxp_t W
-  // for the block's rows in the loop and dW^T from a ring, as for dU (4-5% less time at T=200,
-  // B=16, H=128); with larger weights that slowed the step (3% at H=256), so dxp is kept for
-  // whole-sequence GEMMs after the loop.
+  // The weight gradients: where W and U together take at most half of a core's L2, in the loop:
+  // dx_t = dxp_t W for the block's rows, and dU^T and dW^T from rings of dR_t = d/d (h_{t-1} U^T)
+  // and d/d (W x) (4-5% less time each at T=200, B=16, H=128).  With larger weights that slowed
+  // the step (in-loop dx 3% at H=256; the dU ring 1-7% at H = 256-512 on a Zen 4, within 1% on
+  // the machine that first measured it), so dxp and dR are kept for whole-sequence GEMMs after
+  // the loop.
   const bool in_loop = G * (I + H) * static_cast<int64_t>(sizeof(T)) <= l2_bytes() / 2;
   Tensor dxp = in_loop ? Tensor() : fresh({st.T, B, G}, dout.options());
+  Tensor dR = in_loop ? Tensor() : fresh({st.T, B, G}, dout.options());
+  T* const dR_all = in_loop ? nullptr : dR.data_ptr<T>();
   Tensor dx = need_dx ? fresh({st.T, B, I}, dout.options()) : Tensor();
   T* const dx_all = need_dx ? dx.data_ptr<T>() : nullptr;
   T* const dxp_all = in_loop ? nullptr : dxp.data_ptr<T>();
@@ -1373,19 +1377,18 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   T* const cell_all = cell.data_ptr<T>();
   const T* const c_last_all = c_last.data_ptr<T>();
   for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
-    // dR_t = d/d (h_{t-1} U^T) of the block's rows and h_{t-1} go into rings for dU^T, as in SRU's
-    // backward (and with small weights d/d (W x) and x for dW^T).
+    // With small weights dR_t and h_{t-1} of the block's rows go into rings for dU^T, as in SRU's
+    // backward, and d/d (W x) and x into rings for dW^T.
     const int64_t m = b1 - b0;
     // Inside a thread's row block its rows run in order on this thread, so they share one row of the
     // parameter sums (the block's first, kept in L1; about 1% less time at H=256); where the rows run
     // in parallel (for_row_blocks' fallback), each keeps its own.
     const bool blockwise = at::in_parallel_region();
-    GradRing<T> rec_ring(m, H, G, dout.options());
-    std::optional<GradRing<T>> in_ring;
-    if (in_loop) in_ring.emplace(m, I, G, dout.options());
+    std::optional<GradRing<T>> rec_ring, in_ring;
+    if (in_loop) rec_ring.emplace(m, H, G, dout.options()), in_ring.emplace(m, I, G, dout.options());
     for (int64_t s = st.T - 1; s >= 0; --s) {
       const int64_t t = st.time(s);
-      T* const slot = rec_ring.grad_slot();
+      T* const slot = in_loop ? rec_ring->grad_slot() : dR_all + (t * B + b0) * G;
       T* const gslot = in_loop ? in_ring->grad_slot() : dxp_all + (t * B + b0) * G;  // d/d (W x), rows b0..b1
       for_rows(b0, b1, 8 * G, [&](int64_t b) {
         const int64_t row = blockwise ? b0 : b;
@@ -1426,17 +1429,16 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
       });
       recurrent(slot, T(1), dh_all + b0 * H, 0, m);  // dh_{t-1} += dR_t U
       if (in_loop && need_dx) (*input_back)(gslot, T(0), dx_all + (t * B + b0) * I, 0, m);
-      rec_ring.add_step(hs_all + (t * B + b0) * H);
-      if (in_loop) in_ring->add_step(x_all + (t * B + b0) * I);
+      if (in_loop) rec_ring->add_step(hs_all + (t * B + b0) * H), in_ring->add_step(x_all + (t * B + b0) * I);
     }
-    dU.add(b0, rec_ring);
-    if (in_loop) dW.add(b0, *in_ring);
+    if (in_loop) dU.add(b0, *rec_ring), dW.add(b0, *in_ring);
   });
-  // With larger weights, dx and dW as one GEMM each over all steps.
-  Tensor dW_total;
+  // With larger weights, dx, dW and dU as one GEMM each over all steps.
+  Tensor dW_total, dU_total;
   if (in_loop) {
-    dW_total = dW.total();
+    dW_total = dW.total(), dU_total = dU.total();
   } else {
+    dU_total = mm_fresh(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
     const Tensor dxp2 = dxp.view({st.T * B, G}), x2 = x.view({st.T * B, I});
     dW_total = mm_fresh(dxp2.t(), x2);
     if (need_dx) {
@@ -1445,7 +1447,7 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
     }
   }
   Tensor p = sums.sum(0), q = dP.sum(0);
-  return {dW_total, dH, dC, dU.total(), p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G),
+  return {dW_total, dH, dC, dU_total, p.slice(0, 0, G), p.slice(0, G, 2 * G), p.slice(0, 2 * G, 3 * G),
           q.slice(0, 0, H), q.slice(0, H, 2 * H), dx};
 }
 
