@@ -37,7 +37,7 @@ What is measured, per shape, in this one process:
   for more than its arithmetic allows at this precision on this machine.
 
 Usage:
-    seqlab bench cells [--device cpu|cuda] [--repeats N] [--quick] [--out DIR]
+    seqlab bench cells [--device cpu|cuda] [--repeats N] [--quick] [--out DIR] [--page NAME]
     python benchmarks/cells.py [same options]
 """
 
@@ -47,6 +47,7 @@ import argparse
 import datetime
 import json
 import random
+import re
 import statistics
 import sys
 import time
@@ -322,7 +323,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git_commit(REPO),
         "command": "seqlab bench cells" + (f" --device {device.type}" if device.type != "cpu" else "")
-        + (" --quick" if args.quick else "") + (f" --repeats {args.repeats}" if args.repeats else ""),
+        + (" --quick" if args.quick else "") + (f" --repeats {args.repeats}" if args.repeats else "")
+        + (f" --page {args.page}" if args.page else ""),
         "torch": torch.__version__,
         "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
@@ -337,7 +339,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         "shapes": results,
     }
     out.mkdir(parents=True, exist_ok=True)
-    stem = "cells_gpu" if device.type == "cuda" else "cells_cpu"  # the names issue 4 gives
+    stem = args.page or ("cells_gpu" if device.type == "cuda" else "cells_cpu")  # the names issue 4 gives
     md, js = out / f"{stem}.md", out / f"{stem}.json"
     atomic_write_bytes(js, (json.dumps(record, indent=2) + "\n").encode())
     atomic_write_bytes(md, _render(record).encode())
@@ -350,6 +352,12 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _page_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", text) or text.endswith((".md", ".json")):
+        raise argparse.ArgumentTypeError(f"expected a file name without folder or extension, e.g. cells_cpu_amd, got {text!r}")
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python benchmarks/cells.py`` and of ``seqlab bench cells``."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -359,6 +367,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="two tiny shapes, 3 rounds, written to runs/bench: a smoke test, not a measurement")
     parser.add_argument("--out", help="output folder (default: docs/results; with --quick: runs/bench)")
+    parser.add_argument("--page", type=_page_name,
+                        help="name of the page and its JSON, without .md/.json (default: cells_cpu, or cells_gpu "
+                             "with --device cuda); one per machine kind, e.g. cells_cpu_amd")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -514,6 +514,18 @@ def test_benchmark_writes_tables_with_every_cell(tmp_path):
     json.dumps(record)  # the JSON record is serialisable as is
 
 
+def test_benchmark_page_name_picks_the_files(tmp_path, capsys):
+    bench = _bench_module()
+    assert bench.main(["--quick", "--repeats", "1", "--out", str(tmp_path), "--page", "cells_cpu_amd"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells_cpu_amd.json", "cells_cpu_amd.md"]
+    record = json.loads((tmp_path / "cells_cpu_amd.json").read_text())
+    assert record["command"].endswith("--page cells_cpu_amd") and record["quick"]
+    for bad in ("../cells", "cells.md", "sub/cells", ""):
+        with pytest.raises(SystemExit):
+            bench.main(["--quick", "--out", str(tmp_path), "--page", bad])
+    assert "--page" in capsys.readouterr().err
+
+
 def test_sru_breakdown_sets_the_step_and_its_gemms_beside_torch_lstm(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports the cells benchmark's helpers
     spec = importlib.util.spec_from_file_location("bench_sru", REPO / "benchmarks" / "sru_breakdown.py")
