@@ -203,6 +203,25 @@ def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("name", ["sru", "ln_lstm"])
+def test_float32_weight_gradients_after_the_loop(name):
+    """Weights over half of a core's L2 (I = H = 320: SRU's W is 1.2 MB, ln_lstm's W and U 3.3 MB):
+    under the panel kinds SRU's dW, and ln_lstm's dW and dU under every kind, come from one product
+    over the stored gradients after the time loop instead of the in-loop rings; with lengths and in
+    both directions."""
+    size = 320
+    torch.manual_seed(0)
+    ref = Recurrent(name, size, size, impl="reference", bidirectional=True)
+    fused = Recurrent(name, size, size, impl="fused", bidirectional=True)
+    fused.load_state_dict(ref.state_dict())
+    x, lengths = torch.randn(5, 3, size), torch.tensor([5, 2, 4])
+    state0 = tuple(torch.randn(2, 3, size) for _ in range(ref.state_size))
+    expected = _run(ref, x, state0, lengths)
+    for kind in _step_gemms():
+        for a, b in zip(_run(fused, x, state0, lengths), expected):
+            torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4, msg=lambda m, k=kind: f"{k}: {m}")
+
+
 @pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
 def test_whole_sequence_product_matches_torch_mm(ta, tb):
     """kernels.matmul (the whole-sequence products: the panels under the panel kinds, else ATen) for
