@@ -14,11 +14,14 @@ so that a training step pays no Python around the kernels):
 
 SRU has no recurrent GEMM; its kernel computes ``xp`` a few steps of a row
 block at a time inside the time loop (and in backward ``dx`` step by step),
-so that the pointwise pass finds them in cache.  Its backward, and that of
-``ln_lstm``, also adds the weight gradients up inside the loop, from rings of
-about 128 rows of the gradients and inputs (ln_lstm: ``dU``, and ``dx`` and
-``dW`` too where its weights are small), instead of keeping whole-sequence
-gradient buffers for GEMMs after the loop.
+so that the pointwise pass finds them in cache.  Where the weights are small
+(at most half of a core's L2), the backward passes of SRU and ``ln_lstm``
+also add the weight gradients up inside the loop, from rings of about 128
+rows of the gradients and inputs (SRU: ``dW``; ln_lstm: ``dU`` and ``dW``,
+and ``dx`` step by step), instead of keeping whole-sequence gradient buffers
+for GEMMs after the loop; so does SRU's with larger weights where its
+weight-gradient products run on the BLAS (Intel CPUs, and CPUs without
+AVX-512).
 
 Each supported cell class maps to a kernel name, its input projection, the
 recurrent parameters the kernel takes and its scalar options (``_SPECS``).
