@@ -1354,9 +1354,9 @@ std::vector<Tensor> ln_lstm_backward(const Tensor& dout, const std::vector<Tenso
   // The weight gradients: where W and U together take at most half of a core's L2, in the loop:
   // dx_t = dxp_t W for the block's rows, and dU^T and dW^T from rings of dR_t = d/d (h_{t-1} U^T)
   // and d/d (W x) (4-5% less time each at T=200, B=16, H=128).  With larger weights that slowed
-  // the step (in-loop dx 3% at H=256; the dU ring 1-7% at H = 256-512 on a Zen 4, within 1% on
-  // the machine that first measured it), so dxp and dR are kept for whole-sequence GEMMs after
-  // the loop.
+  // the step (in-loop dx 3% at H=256; the dU ring 1-7% at H = 256-512 on a Zen 4 with the panels'
+  // products, within 1% when it was first measured with MKL's), so dxp and dR are kept for
+  // whole-sequence GEMMs after the loop.
   const bool in_loop = G * (I + H) * static_cast<int64_t>(sizeof(T)) <= l2_bytes() / 2;
   Tensor dxp = in_loop ? Tensor() : fresh({st.T, B, G}, dout.options());
   Tensor dR = in_loop ? Tensor() : fresh({st.T, B, G}, dout.options());
