@@ -15,7 +15,9 @@ What is measured, per shape, in this one process:
 - every model is a ``seqlab.nn.Recurrent`` with its default path (torch's
   kernel for lstm/gru/rnn_*; for the others seqlab's compiled kernels on the
   CPU, its Triton kernels on CUDA), plus ``torch.nn.LSTM``, ``GRU`` and
-  ``RNN`` themselves as baselines (cuDNN on CUDA);
+  ``RNN`` themselves as baselines (cuDNN on CUDA); on the CPU ``gru`` also
+  runs through seqlab's kernel (``impl="fused"``, the row "gru (fused)",
+  compared with torch.nn.GRU but held to no target);
 - models are timed round-robin, one call of each per round in a freshly
   shuffled order, so that load changes on a shared machine and the position
   in a round hit all of them alike; the first rounds are warm-up and
@@ -78,6 +80,9 @@ TORCH_MODULES: dict[str, tuple[str, Callable[[int, int], nn.Module]]] = {
     "rnn_relu": ("torch.nn.RNN(relu)", lambda i, h: nn.RNN(i, h, nonlinearity="relu")),
 }
 BASELINE = TORCH_MODULES["lstm"][0]
+# Cells timed a second time through seqlab's CPU kernel (impl="fused"), beside torch's, which is their
+# default: torch's CPU GRU trains slowly.  No target applies to these rows.
+KERNEL_ALSO = ("gru",)
 
 
 def _log(message: str) -> None:
@@ -106,6 +111,9 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
     models: dict[str, nn.Module] = {label: make(I, H) for label, make in TORCH_MODULES.values()}
     for name in CELLS:
         models[name] = Recurrent(name, I, H)
+    for name in KERNEL_ALSO:  # seqlab's kernel for a cell whose default is torch's (impl="fused")
+        if device.type == "cpu" and _kernels.supports(CELLS[name]) and _kernels.load() is not None:
+            models[f"{name} (fused)"] = Recurrent(name, I, H, impl="fused")
     for model in models.values():
         model.to(device)
     x = torch.randn(T, B, I, device=device, requires_grad=True)
@@ -181,8 +189,9 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
             "infer_floor": flops / (gemm_gflops * 1e6) / base_ms["infer"],
             "train_floor": 3 * flops / (gemm_gflops * 1e6) / base_ms["train"],
         }
-        if name in TORCH_MODULES:  # seqlab's layer against its own torch module
-            own = times[TORCH_MODULES[name][0]]
+        cell = name.removesuffix(" (fused)")
+        if cell in TORCH_MODULES:  # seqlab's layer against its own torch module
+            own = times[TORCH_MODULES[cell][0]]
             row["infer_overhead"] = _paired_ratio(times[name]["infer"], own["infer"])
             row["train_overhead"] = _paired_ratio(times[name]["train"], own["train"])
         row["targets"] = _targets(name, row)

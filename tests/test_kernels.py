@@ -77,6 +77,7 @@ def test_fused_equals_reference_one_layer(name, dtype):
         ("janet", dict(beta=0.3)),
         ("sru", dict(activation="tanh")),
         ("lstm", dict(residual=True)),
+        ("gru", dict(residual=True)),
     ],
 )
 def test_fused_equals_reference_with_options(name, options):
@@ -106,11 +107,13 @@ def test_gradients_when_the_loss_leaves_outputs_unused(name, uses):
 
 
 def test_auto_uses_the_kernels_where_torch_has_none():
-    assert set(FUSED) == {"lstm", "peephole", "cifg", "janet", "ln_lstm", "nested_lstm", "sru"}
+    assert set(FUSED) == {"lstm", "gru", "peephole", "cifg", "janet", "ln_lstm", "nested_lstm", "sru"}
     for name in CELLS:
         expected = "torch" if CELLS[name].native else "seqlab" if name in FUSED else "reference"
         assert Recurrent(name, 3, 4).backend == expected
     assert Recurrent("lstm", 4, 4, residual=True).backend == "seqlab"
+    assert Recurrent("gru", 4, 4, residual=True).backend == "seqlab"
+    assert Recurrent("gru", 4, 4, impl="fused").backend == "seqlab"
     assert Recurrent("sru", 3, 4, impl="reference").backend == "reference"
 
 
@@ -174,7 +177,7 @@ def _step_gemms():
 @pytest.mark.parametrize(
     "name, hidden, batch",
     [("peephole", 20, 13), ("nested_lstm", 20, 13), ("sru", 20, 13), ("peephole", 20, 30), ("cifg", 520, 2),
-     ("janet", 20, 70)],
+     ("janet", 20, 70), ("gru", 20, 30)],
 )
 def test_float32_step_gemm_blocks_and_panels(name, hidden, batch):
     """float32 runs the kernels' own per-step GEMM (StepGemm<float>), each kind this build has: 13
@@ -491,7 +494,7 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
 
 def test_fused_impl_needs_a_cell_with_a_kernel():
     with pytest.raises(ValueError, match="impl='fused' needs a cell with a seqlab kernel"):
-        Recurrent("gru", 3, 4, impl="fused")
+        Recurrent("rnn_tanh", 3, 4, impl="fused")
 
 
 # ------------------------------------------------------------------ benchmark
@@ -521,6 +524,9 @@ def test_benchmark_writes_tables_with_every_cell(tmp_path):
     assert rows[bench.BASELINE]["train_ratio"] == 1.0
     assert rows["sru"]["path"] == "seqlab" and "SRU training vs LSTM" in rows["sru"]["targets"]
     assert "train_overhead" in rows["gru"] and "train_overhead" not in rows["sru"]
+    # gru also through seqlab's kernel, against torch.nn.GRU, with no target of its own
+    fused_gru = rows["gru (fused)"]
+    assert fused_gru["path"] == "seqlab" and "train_overhead" in fused_gru and fused_gru["targets"] == {}
     # Nested LSTM's matrices, I=4, H=5: input 4H x I, outer 4H x H, inner 4H x 2H; the LSTM's: 4H x I, 4H x H.
     assert rows["nested_lstm"]["flops_ratio"] == pytest.approx((80 + 100 + 200) / (80 + 100))
     assert rows["sru"]["targets"]["SRU training vs LSTM"]["floor"] == rows["sru"]["train_floor"] > 0

@@ -4,7 +4,8 @@
 paths runs (``Recurrent.backend`` says which):
 
 * "torch": standard cells hand their own parameters to torch's fused kernel;
-* "seqlab": the other cells run seqlab's compiled CPU kernels
+* "seqlab": the other cells (and standard ones with ``impl="fused"`` or
+  residual connections) run seqlab's compiled CPU kernels
   (:mod:`seqlab.nn._kernels`): the input projection of the whole sequence in
   one GEMM, a C++ time loop with one recurrent GEMM and one fused pointwise
   pass per step, and a hand-written backward through time;
@@ -109,7 +110,9 @@ class Recurrent(nn.Module):
             seqlab's compiled kernel for float CPU inputs (its Triton
             kernels for float CUDA inputs) when the cell has one and it
             builds, else the reference loop; "fused" insists on seqlab's
-            kernels (an error where they cannot run); "triton" insists on
+            kernels (an error where they cannot run; ``lstm`` and ``gru``
+            have one too, and torch's CPU GRU trains slowly: see the
+            "gru (fused)" row of ``seqlab bench cells``); "triton" insists on
             the Triton kernels, on CUDA or, under ``TRITON_INTERPRET=1``,
             on any device; "reference" always runs the step-by-step Python
             loop.

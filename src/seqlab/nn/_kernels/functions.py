@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ..cells import (
     CIFGCell,
+    GRUCell,
     JANETCell,
     LayerNormLSTMCell,
     LSTMCell,
@@ -91,6 +92,7 @@ _SPECS: dict[type[RecurrentCell], Callable[[RecurrentCell], Spec]] = {
     LSTMCell: _lstm,
     PeepholeLSTMCell: _peephole,
     CIFGCell: lambda cell: ("cifg", [cell.weight_ih, cell.bias], [cell.weight_hh], []),
+    GRUCell: lambda cell: ("gru", [cell.weight_ih, cell.bias_ih], [cell.weight_hh, cell.bias_hh], []),
     JANETCell: lambda cell: ("janet", [cell.weight_ih, cell.bias], [cell.weight_hh], [cell.beta]),
     LayerNormLSTMCell: _ln_lstm,
     NestedLSTMCell: _nested,

@@ -907,6 +907,108 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
 }
 
 // ---------------------------------------------------------------------------
+// GRU (Cho et al. 2014) in torch.nn.GRU's formulation, gate order r, z, n:
+//   r = σ(a_r + R_r + b_hr)   z = σ(a_z + R_z + b_hz)   n = tanh(a_n + r (R_n + b_hn))
+//   h_t = n + z (h_{t-1} - n)        with a = W x + b_i, R = h_{t-1} U^T
+// params: U (3H, H), b_h (3H).  saved: Hs (T, B, H) states entering each step;
+// acts (T, B, 4H) = r, z, n, R_n + b_hn.  The recurrent side's gradient differs
+// from the input side's in its n part (times r), so backward keeps both: dA for
+// the projection's GEMMs, dR for dU, b_h and dh_{t-1}.
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> gru_forward(const Tensor& xp, const T* xb, const std::vector<Tensor>& state,
+                                const std::vector<Tensor>& params, const int64_t* len, Steps st) {
+  using A = Act<T>;
+  const int64_t B = xp.size(1), H = state[0].size(1), G = 3 * H;
+  const Tensor& U = params[0];
+  const T* bh = cptr<T>(params[1]);
+  Tensor out = fresh({st.T, B, H}, xp.options());
+  Tensor hT = fresh({B, H}, xp.options());
+  Tensor Hs = state_buffer(state[0], st);
+  Tensor acts = fresh({st.acts(), B, 4 * H}, xp.options());
+  Tensor R = fresh({B, G}, xp.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
+  const Buf<T> X = buf<T>(xp), O = buf<T>(out), AC = buf<T>(acts), HS = buf<T>(Hs);
+  T* const r_all = R.data_ptr<T>();
+  for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
+    for (int64_t s = 0; s < st.T; ++s) {
+      const int64_t t = st.time(s);
+      const T* hp = HS.at(st.slot(s));
+      T* hn = next_state<T>(Hs, hT, st, s);
+      recurrent(hp, T(0), r_all, b0, b1);  // R = h_{t-1} U^T  (B, 3H)
+      for_units(b0, b1, H, kGrain / 3, [&](int64_t b, int64_t j0, int64_t j1) {
+        const T* hp_b = hp + b * H;
+        T *hn_b = hn + b * H, *out_b = O.row(t, b);
+        if (t >= len[b]) {
+          copy_span(hn_b, hp_b, j0, j1), zero_span(out_b, j0, j1);
+          return;
+        }
+        const T *x = X.row(t, b), *q = r_all + b * G;
+        T* a = AC.row(st.act(t), b);
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) {
+          const T r = A::sigmoid(x[j] + xb[j] + q[j] + bh[j]);
+          const T z = A::sigmoid(x[H + j] + xb[H + j] + q[H + j] + bh[H + j]);
+          const T rn = q[2 * H + j] + bh[2 * H + j];
+          const T n = A::tanh(x[2 * H + j] + xb[2 * H + j] + r * rn);
+          a[j] = r, a[H + j] = z, a[2 * H + j] = n, a[3 * H + j] = rn;
+          hn_b[j] = out_b[j] = n + z * (hp_b[j] - n);
+        }
+      });
+    }
+  });
+  if (st.T == 0) hT.copy_(state[0]);
+  if (!st.train) return {out, hT};
+  return {out, hT, Hs, acts};
+}
+
+template <typename T>
+std::vector<Tensor> gru_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
+                                 const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
+                                 const int64_t* len, Steps st) {
+  const Tensor &Hs = saved[0], &acts = saved[1];
+  const Tensor& U = params[0];
+  const int64_t B = dout.size(1), H = dout.size(2), G = 3 * H;
+  Tensor dA = fresh({st.T, B, G}, dout.options()), dR = fresh({st.T, B, G}, dout.options());
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
+  Tensor dH = dfinal[0].clone();  // (B, H): d/d state leaving the current step
+  const Buf<T> DA = buf<T>(dA), DR = buf<T>(dR), AC = buf<T>(acts), HS = buf<T>(Hs), GO = buf<T>(dout);
+  T* const dh_all = dH.data_ptr<T>();
+  for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
+    for (int64_t s = st.T - 1; s >= 0; --s) {
+      const int64_t t = st.time(s);
+      for_units(b0, b1, H, kGrain / 3, [&](int64_t b, int64_t j0, int64_t j1) {
+        T *da = DA.row(t, b), *dr = DR.row(t, b);
+        if (t >= len[b]) {
+          for (int64_t k = 0; k < 3; ++k) zero_span(da + k * H, j0, j1), zero_span(dr + k * H, j0, j1);
+          return;  // the state, and so its gradient, passes through
+        }
+        const T *a = AC.row(t, b), *hp = HS.row(t, b), *go = GO.row(t, b);
+        T* dh_b = dh_all + b * H;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) {
+          const T r = a[j], z = a[H + j], n = a[2 * H + j], rn = a[3 * H + j];
+          const T dh = dh_b[j] + go[j];
+          const T da_n = dh * (1 - z) * (1 - n * n);
+          const T da_r = da_n * rn * r * (1 - r);
+          const T da_z = dh * (hp[j] - n) * z * (1 - z);
+          da[j] = dr[j] = da_r;
+          da[H + j] = dr[H + j] = da_z;
+          da[2 * H + j] = da_n;
+          dr[2 * H + j] = da_n * r;
+          dh_b[j] = dh * z;  // the GEMM below adds dR_t U
+        }
+      });
+      recurrent(DR.at(t), T(1), dh_all, b0, b1);  // dh_{t-1} += dR_t U
+    }
+  });
+  const Tensor dR2 = dR.view({st.T * B, G});
+  Tensor dU = mm_fresh(dR2.t(), Hs.view({st.T * B, H}));  // (3H, H), one GEMM
+  return {dA, dH, dU, column_sums(dR2)};
+}
+
+// ---------------------------------------------------------------------------
 // CIFG (Greff et al. 2017): f = 1 - i.  Gate order i, g, o.
 //   c_t = c_{t-1} + i (g - c_{t-1})     h_t = σ(a_o) tanh(c_t)
 // params: U (3H, H).  saved: Hs, Cs, acts (T, B, 3H) = i, g, o (backward
@@ -1839,7 +1941,7 @@ std::vector<Tensor> contiguous(const std::vector<Tensor>& xs) {
 // How many state and recurrent-parameter tensors each kind takes (a wrong count would index past the lists).
 void check_arity(const std::string& kind, size_t states, size_t params) {
   static const std::map<std::string, std::pair<size_t, size_t>> arity{
-      {"peephole", {2, 2}}, {"cifg", {2, 1}}, {"janet", {1, 1}},
+      {"peephole", {2, 2}}, {"cifg", {2, 1}}, {"janet", {1, 1}}, {"gru", {1, 2}},
       {"ln_lstm", {2, 6}},  {"nested_lstm", {3, 4}}, {"sru", {2, 2}}};
   const auto it = arity.find(kind);
   TORCH_CHECK(it != arity.end(), "seqlab kernels: unknown kind ", kind);
@@ -1860,7 +1962,8 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
   const Steps st{T, reverse, train};
-  TORCH_CHECK(proj.size() > 1 || (kind != "peephole" && kind != "cifg" && kind != "janet" && kind != "nested_lstm"),
+  TORCH_CHECK(proj.size() > 1 || (kind != "peephole" && kind != "cifg" && kind != "janet" && kind != "nested_lstm" &&
+                                   kind != "gru"),
               "seqlab kernels: ", kind, " takes its input projection as [W, b]");
   // xp = x W^T without the bias b: the kernels that have one add it in their pointwise pass,
   // which is cheaper than addmm's broadcast copy of b into every row before the GEMM.  SRU
@@ -1878,6 +1981,8 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
       result = peephole_forward<scalar_t>(xp, xb, state, params, len, st);
     else if (kind == "cifg")
       result = cifg_forward<scalar_t>(xp, xb, state, params, len, st);
+    else if (kind == "gru")
+      result = gru_forward<scalar_t>(xp, xb, state, params, len, st);
     else if (kind == "janet")
       result = janet_forward<scalar_t>(xp, xb, state, params, len, st, static_cast<scalar_t>(options.at(0)));
     else if (kind == "ln_lstm")
@@ -1913,6 +2018,8 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
       grads = peephole_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "cifg")
       grads = cifg_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+    else if (kind == "gru")
+      grads = gru_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "janet")
       grads = janet_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "ln_lstm")
