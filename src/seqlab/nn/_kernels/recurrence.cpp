@@ -916,17 +916,18 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
 // the projection's GEMMs, dR for dU, b_h and dh_{t-1}.
 // ---------------------------------------------------------------------------
 
-template <typename T>
-std::vector<Tensor> gru_forward(const Tensor& xp, const T* xb, const std::vector<Tensor>& state,
-                                const std::vector<Tensor>& params, const int64_t* len, Steps st) {
-  using A = Act<T>;
-  const int64_t B = xp.size(1), H = state[0].size(1), G = 3 * H;
-  const Tensor& U = params[0];
-  const T* bh = cptr<T>(params[1]);
+// The time loops of a cell with one state h (JANET, GRU).  Forward: R = h_{t-1} U^T at each step,
+// then units(x, r, h_{t-1}, h_t, out, acts, j0, j1) on the units j0..j1 of every row still within its
+// length (a row past it keeps its state and outputs 0); returns [out, h_T], and for training also
+// [Hs (T, B, H) states entering each step, acts (T, B, acts_width)].
+template <typename T, typename Units>
+std::vector<Tensor> one_state_forward(const Tensor& xp, const Tensor& h0, const Tensor& U, int64_t acts_width,
+                                      const int64_t* len, Steps st, const Units& units) {
+  const int64_t B = xp.size(1), H = h0.size(1), G = U.size(0);
   Tensor out = fresh({st.T, B, H}, xp.options());
   Tensor hT = fresh({B, H}, xp.options());
-  Tensor Hs = state_buffer(state[0], st);
-  Tensor acts = fresh({st.acts(), B, 4 * H}, xp.options());
+  Tensor Hs = state_buffer(h0, st);
+  Tensor acts = fresh({st.acts(), B, acts_width}, xp.options());
   Tensor R = fresh({B, G}, xp.options());
   const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   const Buf<T> X = buf<T>(xp), O = buf<T>(out), AC = buf<T>(acts), HS = buf<T>(Hs);
@@ -936,7 +937,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const T* xb, const std::vector
       const int64_t t = st.time(s);
       const T* hp = HS.at(st.slot(s));
       T* hn = next_state<T>(Hs, hT, st, s);
-      recurrent(hp, T(0), r_all, b0, b1);  // R = h_{t-1} U^T  (B, 3H)
+      recurrent(hp, T(0), r_all, b0, b1);  // R = h_{t-1} U^T  (B, G)
       for_units(b0, b1, H, kGrain / 3, [&](int64_t b, int64_t j0, int64_t j1) {
         const T* hp_b = hp + b * H;
         T *hn_b = hn + b * H, *out_b = O.row(t, b);
@@ -944,8 +945,66 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const T* xb, const std::vector
           copy_span(hn_b, hp_b, j0, j1), zero_span(out_b, j0, j1);
           return;
         }
-        const T *x = X.row(t, b), *q = r_all + b * G;
-        T* a = AC.row(st.act(t), b);
+        units(X.row(t, b), r_all + b * G, hp_b, hn_b, out_b, AC.row(st.act(t), b), j0, j1);
+      });
+    }
+  });
+  if (st.T == 0) hT.copy_(h0);
+  if (!st.train) return {out, hT};
+  return {out, hT, Hs, acts};
+}
+
+// Backward: units(acts, h_{t-1}, dout, dh, da, dr, j0, j1) turns dh (d/d h_t, the gradient from later
+// steps without dout_t) into the step's gradients: da = d/d (W x) for the projection's GEMMs, dr =
+// d/d (h_{t-1} U^T) where it differs (separate; else dr is da), and dh = the direct path to h_{t-1},
+// to which the GEMM then adds dr U.  Returns [dA, dH, dU] and the (T, B, G) dR when separate.
+template <typename T, typename Units>
+std::vector<Tensor> one_state_backward(const Tensor& dout, const Tensor& dfinal, const Tensor& Hs,
+                                       const Tensor& acts, const Tensor& U, bool separate, const int64_t* len,
+                                       Steps st, const Units& units) {
+  const int64_t B = dout.size(1), H = dout.size(2), G = U.size(0);
+  Tensor dA = fresh({st.T, B, G}, dout.options());
+  Tensor dR = separate ? fresh({st.T, B, G}, dout.options()) : dA;
+  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
+  Tensor dH = dfinal.clone();  // (B, H): d/d state leaving the current step
+  const Buf<T> DA = buf<T>(dA), DR = buf<T>(dR), AC = buf<T>(acts), HS = buf<T>(Hs), GO = buf<T>(dout);
+  T* const dh_all = dH.data_ptr<T>();
+  for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
+    for (int64_t s = st.T - 1; s >= 0; --s) {
+      const int64_t t = st.time(s);
+      for_units(b0, b1, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
+        T *da = DA.row(t, b), *dr = DR.row(t, b);
+        if (t >= len[b]) {
+          for (int64_t k = 0; k < G / H; ++k) zero_span(da + k * H, j0, j1), zero_span(dr + k * H, j0, j1);
+          return;  // the state, and so its gradient, passes through
+        }
+        units(AC.row(t, b), HS.row(t, b), GO.row(t, b), dh_all + b * H, da, dr, j0, j1);
+      });
+      recurrent(DR.at(t), T(1), dh_all, b0, b1);  // dh_{t-1} += dR_t U
+    }
+  });
+  Tensor dU = mm_fresh(dR.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));  // (G, H), one GEMM
+  if (separate) return {dA, dH, dU, dR};
+  return {dA, dH, dU};
+}
+
+// GRU (Cho et al. 2014) in torch.nn.GRU's formulation, gate order r, z, n:
+//   r = σ(a_r + R_r + b_hr)   z = σ(a_z + R_z + b_hz)   n = tanh(a_n + r (R_n + b_hn))
+//   h_t = n + z (h_{t-1} - n)        with a = W x + b_i, R = h_{t-1} U^T
+// params: U (3H, H), b_h (3H).  saved: Hs, acts (T, B, 4H) = r, z, n, R_n + b_hn.  The
+// recurrent side's gradient differs from the input side's in its n part (times r), so backward
+// keeps both: dA for the projection's GEMMs, dR for dU, b_h and dh_{t-1}.
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> gru_forward(const Tensor& xp, const T* xb, const std::vector<Tensor>& state,
+                                const std::vector<Tensor>& params, const int64_t* len, Steps st) {
+  using A = Act<T>;
+  const int64_t H = state[0].size(1);
+  const T* bh = cptr<T>(params[1]);
+  return one_state_forward<T>(
+      xp, state[0], params[0], 4 * H, len, st,
+      [&](const T* x, const T* q, const T* hp, T* hn, T* out, T* a, int64_t j0, int64_t j1) {
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T r = A::sigmoid(x[j] + xb[j] + q[j] + bh[j]);
@@ -953,39 +1012,19 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const T* xb, const std::vector
           const T rn = q[2 * H + j] + bh[2 * H + j];
           const T n = A::tanh(x[2 * H + j] + xb[2 * H + j] + r * rn);
           a[j] = r, a[H + j] = z, a[2 * H + j] = n, a[3 * H + j] = rn;
-          hn_b[j] = out_b[j] = n + z * (hp_b[j] - n);
+          hn[j] = out[j] = n + z * (hp[j] - n);
         }
       });
-    }
-  });
-  if (st.T == 0) hT.copy_(state[0]);
-  if (!st.train) return {out, hT};
-  return {out, hT, Hs, acts};
 }
 
 template <typename T>
 std::vector<Tensor> gru_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
                                  const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
                                  const int64_t* len, Steps st) {
-  const Tensor &Hs = saved[0], &acts = saved[1];
-  const Tensor& U = params[0];
-  const int64_t B = dout.size(1), H = dout.size(2), G = 3 * H;
-  Tensor dA = fresh({st.T, B, G}, dout.options()), dR = fresh({st.T, B, G}, dout.options());
-  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
-  Tensor dH = dfinal[0].clone();  // (B, H): d/d state leaving the current step
-  const Buf<T> DA = buf<T>(dA), DR = buf<T>(dR), AC = buf<T>(acts), HS = buf<T>(Hs), GO = buf<T>(dout);
-  T* const dh_all = dH.data_ptr<T>();
-  for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
-    for (int64_t s = st.T - 1; s >= 0; --s) {
-      const int64_t t = st.time(s);
-      for_units(b0, b1, H, kGrain / 3, [&](int64_t b, int64_t j0, int64_t j1) {
-        T *da = DA.row(t, b), *dr = DR.row(t, b);
-        if (t >= len[b]) {
-          for (int64_t k = 0; k < 3; ++k) zero_span(da + k * H, j0, j1), zero_span(dr + k * H, j0, j1);
-          return;  // the state, and so its gradient, passes through
-        }
-        const T *a = AC.row(t, b), *hp = HS.row(t, b), *go = GO.row(t, b);
-        T* dh_b = dh_all + b * H;
+  const int64_t H = dout.size(2);
+  std::vector<Tensor> g = one_state_backward<T>(
+      dout, dfinal[0], saved[0], saved[1], params[0], true, len, st,
+      [&](const T* a, const T* hp, const T* go, T* dh_b, T* da, T* dr, int64_t j0, int64_t j1) {
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T r = a[j], z = a[H + j], n = a[2 * H + j], rn = a[3 * H + j];
@@ -997,15 +1036,11 @@ std::vector<Tensor> gru_backward(const Tensor& dout, const std::vector<Tensor>& 
           da[H + j] = dr[H + j] = da_z;
           da[2 * H + j] = da_n;
           dr[2 * H + j] = da_n * r;
-          dh_b[j] = dh * z;  // the GEMM below adds dR_t U
+          dh_b[j] = dh * z;  // the GEMM adds dR_t U
         }
       });
-      recurrent(DR.at(t), T(1), dh_all, b0, b1);  // dh_{t-1} += dR_t U
-    }
-  });
-  const Tensor dR2 = dR.view({st.T * B, G});
-  Tensor dU = mm_fresh(dR2.t(), Hs.view({st.T * B, H}));  // (3H, H), one GEMM
-  return {dA, dH, dU, column_sums(dR2)};
+  g.back() = column_sums(g.back().view({-1, 3 * H}));  // d b_h = the rows' sum of dR
+  return g;
 }
 
 // ---------------------------------------------------------------------------
@@ -1120,71 +1155,29 @@ template <typename T>
 std::vector<Tensor> janet_forward(const Tensor& xp, const T* xb, const std::vector<Tensor>& state,
                                   const std::vector<Tensor>& params, const int64_t* len, Steps st, T beta) {
   using A = Act<T>;
-  const int64_t B = xp.size(1), H = state[0].size(1), G = 2 * H;
-  const Tensor& U = params[0];
-  Tensor out = fresh({st.T, B, H}, xp.options());
-  Tensor hT = fresh({B, H}, xp.options());
-  Tensor Hs = state_buffer(state[0], st);
-  Tensor acts = fresh({st.acts(), B, 3 * H}, xp.options());
-  Tensor R = fresh({B, G}, xp.options());
-  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
-  const Buf<T> X = buf<T>(xp), O = buf<T>(out), AC = buf<T>(acts), HS = buf<T>(Hs);
-  T* const r_all = R.data_ptr<T>();
-  for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
-    for (int64_t s = 0; s < st.T; ++s) {
-      const int64_t t = st.time(s);
-      const T* hp = HS.at(st.slot(s));
-      T* hn = next_state<T>(Hs, hT, st, s);
-      recurrent(hp, T(0), r_all, b0, b1);
-      for_units(b0, b1, H, kGrain / 3, [&](int64_t b, int64_t j0, int64_t j1) {
-        const T* hp_b = hp + b * H;
-        T *hn_b = hn + b * H, *out_b = O.row(t, b);
-        if (t >= len[b]) {
-          copy_span(hn_b, hp_b, j0, j1), zero_span(out_b, j0, j1);
-          return;
-        }
-        const T* x = X.row(t, b);
-        const T* r = r_all + b * G;
-        T* a = AC.row(st.act(t), b);
+  const int64_t H = state[0].size(1);
+  return one_state_forward<T>(
+      xp, state[0], params[0], 3 * H, len, st,
+      [&](const T* x, const T* r, const T* hp, T* hn, T* out, T* a, int64_t j0, int64_t j1) {
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T pre = x[j] + xb[j] + r[j];
           const T f = A::sigmoid(pre), u = A::sigmoid(pre - beta);
           const T g = A::tanh(x[H + j] + xb[H + j] + r[H + j]);
           a[j] = f, a[H + j] = u, a[2 * H + j] = g;
-          hn_b[j] = out_b[j] = f * hp_b[j] + (1 - u) * g;
+          hn[j] = out[j] = f * hp[j] + (1 - u) * g;
         }
       });
-    }
-  });
-  if (st.T == 0) hT.copy_(state[0]);
-  if (!st.train) return {out, hT};
-  return {out, hT, Hs, acts};
 }
 
 template <typename T>
 std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
                                    const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
                                    const int64_t* len, Steps st) {
-  const Tensor &Hs = saved[0], &acts = saved[1];
-  const Tensor& U = params[0];
-  const int64_t B = dout.size(1), H = dout.size(2), G = 2 * H;
-  Tensor dA = fresh({st.T, B, G}, dout.options());
-  const StepGemm<T> recurrent(cptr<T>(U), B, H, G, false);
-  Tensor dH = dfinal[0].clone();
-  const Buf<T> DA = buf<T>(dA), AC = buf<T>(acts), HS = buf<T>(Hs), GO = buf<T>(dout);
-  T* const dh_all = dH.data_ptr<T>();
-  for_row_blocks(B, recurrent.bytes(), [&](int64_t b0, int64_t b1) {
-    for (int64_t s = st.T - 1; s >= 0; --s) {
-      const int64_t t = st.time(s);
-      for_units(b0, b1, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
-        T* da = DA.row(t, b);
-        if (t >= len[b]) {
-          zero_span(da, j0, j1), zero_span(da + H, j0, j1);
-          return;
-        }
-        const T *a = AC.row(t, b), *hp = HS.row(t, b), *go = GO.row(t, b);
-        T* dh_b = dh_all + b * H;
+  const int64_t H = dout.size(2);
+  return one_state_backward<T>(
+      dout, dfinal[0], saved[0], saved[1], params[0], false, len, st,
+      [&](const T* a, const T* hp, const T* go, T* dh_b, T* da, T*, int64_t j0, int64_t j1) {
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T f = a[j], u = a[H + j], g = a[2 * H + j];
@@ -1194,11 +1187,6 @@ std::vector<Tensor> janet_backward(const Tensor& dout, const std::vector<Tensor>
           dh_b[j] = dc * f;  // the direct path c_{t-1} -> c_t; the GEMM adds dA_t U
         }
       });
-      recurrent(DA.at(t), T(1), dh_all, b0, b1);
-    }
-  });
-  Tensor dU = mm_fresh(dA.view({st.T * B, G}).t(), Hs.view({st.T * B, H}));
-  return {dA, dH, dU};
 }
 
 // Rows per GEMM in the loops that gather several steps of a row block: SRU's
