@@ -15,9 +15,10 @@ What is measured, per shape, in this one process:
 - every model is a ``seqlab.nn.Recurrent`` with its default path (torch's
   kernel for lstm/gru/rnn_*; for the others seqlab's compiled kernels on the
   CPU, its Triton kernels on CUDA), plus ``torch.nn.LSTM``, ``GRU`` and
-  ``RNN`` themselves as baselines (cuDNN on CUDA); on the CPU ``gru`` also
-  runs through seqlab's kernel (``impl="fused"``, the row "gru (fused)",
-  compared with torch.nn.GRU but held to no target);
+  ``RNN`` themselves as baselines (cuDNN on CUDA); on the CPU ``gru``,
+  ``rnn_tanh`` and ``rnn_relu`` also run through seqlab's kernel
+  (``impl="fused"``, rows such as "gru (fused)", compared with their torch
+  module but held to no target);
 - models are timed round-robin, one call of each per round in a freshly
   shuffled order, so that load changes on a shared machine and the position
   in a round hit all of them alike; the first rounds are warm-up and
@@ -81,8 +82,8 @@ TORCH_MODULES: dict[str, tuple[str, Callable[[int, int], nn.Module]]] = {
 }
 BASELINE = TORCH_MODULES["lstm"][0]
 # Cells timed a second time through seqlab's CPU kernel (impl="fused"), beside torch's, which is their
-# default: torch's CPU GRU trains slowly.  No target applies to these rows.
-KERNEL_ALSO = ("gru",)
+# default: torch's CPU GRU and RNN train slowly.  No target applies to these rows.
+KERNEL_ALSO = ("gru", "rnn_tanh", "rnn_relu")
 
 
 def _log(message: str) -> None:

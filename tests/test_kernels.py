@@ -78,6 +78,7 @@ def test_fused_equals_reference_one_layer(name, dtype):
         ("sru", dict(activation="tanh")),
         ("lstm", dict(residual=True)),
         ("gru", dict(residual=True)),
+        ("rnn_relu", dict(residual=True)),
     ],
 )
 def test_fused_equals_reference_with_options(name, options):
@@ -107,7 +108,7 @@ def test_gradients_when_the_loss_leaves_outputs_unused(name, uses):
 
 
 def test_auto_uses_the_kernels_where_torch_has_none():
-    assert set(FUSED) == {"lstm", "gru", "peephole", "cifg", "janet", "ln_lstm", "nested_lstm", "sru"}
+    assert set(FUSED) == set(CELLS)  # every cell has a kernel; the default is torch's where it has one
     for name in CELLS:
         expected = "torch" if CELLS[name].native else "seqlab" if name in FUSED else "reference"
         assert Recurrent(name, 3, 4).backend == expected
@@ -492,9 +493,14 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert folder.parent == tmp_path and torch.__version__.replace("+", "_") in folder.name
 
 
-def test_fused_impl_needs_a_cell_with_a_kernel():
+def test_fused_impl_needs_a_cell_with_a_kernel(monkeypatch):
+    class Tweaked(CELLS["cifg"]):
+        """A subclass may change the math: the kernels map cells by exact class."""
+
+    monkeypatch.setitem(CELLS, "tweaked_cifg", Tweaked)
+    assert Recurrent("tweaked_cifg", 3, 4).backend == "reference"
     with pytest.raises(ValueError, match="impl='fused' needs a cell with a seqlab kernel"):
-        Recurrent("rnn_tanh", 3, 4, impl="fused")
+        Recurrent("tweaked_cifg", 3, 4, impl="fused")
 
 
 # ------------------------------------------------------------------ benchmark

@@ -110,9 +110,9 @@ class Recurrent(nn.Module):
             seqlab's compiled kernel for float CPU inputs (its Triton
             kernels for float CUDA inputs) when the cell has one and it
             builds, else the reference loop; "fused" insists on seqlab's
-            kernels (an error where they cannot run; ``lstm`` and ``gru``
-            have one too, and torch's CPU GRU trains slowly: see the
-            "gru (fused)" row of ``seqlab bench cells``); "triton" insists on
+            kernels (an error where they cannot run; the standard cells
+            have them too, and torch's CPU GRU and RNN train slowly: see
+            the "(fused)" rows of ``seqlab bench cells``); "triton" insists on
             the Triton kernels, on CUDA or, under ``TRITON_INTERPRET=1``,
             on any device; "reference" always runs the step-by-step Python
             loop.

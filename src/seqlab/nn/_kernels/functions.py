@@ -46,6 +46,8 @@ from ..cells import (
     NestedLSTMCell,
     PeepholeLSTMCell,
     RecurrentCell,
+    RNNReLUCell,
+    RNNTanhCell,
     SRUCell,
 )
 
@@ -93,6 +95,9 @@ _SPECS: dict[type[RecurrentCell], Callable[[RecurrentCell], Spec]] = {
     PeepholeLSTMCell: _peephole,
     CIFGCell: lambda cell: ("cifg", [cell.weight_ih, cell.bias], [cell.weight_hh], []),
     GRUCell: lambda cell: ("gru", [cell.weight_ih, cell.bias_ih], [cell.weight_hh, cell.bias_hh], []),
+    # project() adds both of torch's biases to W x; so does the kernel.
+    RNNTanhCell: lambda cell: ("elman", [cell.weight_ih, cell.bias_ih + cell.bias_hh], [cell.weight_hh], [0.0]),
+    RNNReLUCell: lambda cell: ("elman", [cell.weight_ih, cell.bias_ih + cell.bias_hh], [cell.weight_hh], [1.0]),
     JANETCell: lambda cell: ("janet", [cell.weight_ih, cell.bias], [cell.weight_hh], [cell.beta]),
     LayerNormLSTMCell: _ln_lstm,
     NestedLSTMCell: _nested,

@@ -907,16 +907,10 @@ std::vector<Tensor> peephole_backward(const Tensor& dout, const std::vector<Tens
 }
 
 // ---------------------------------------------------------------------------
-// GRU (Cho et al. 2014) in torch.nn.GRU's formulation, gate order r, z, n:
-//   r = σ(a_r + R_r + b_hr)   z = σ(a_z + R_z + b_hz)   n = tanh(a_n + r (R_n + b_hn))
-//   h_t = n + z (h_{t-1} - n)        with a = W x + b_i, R = h_{t-1} U^T
-// params: U (3H, H), b_h (3H).  saved: Hs (T, B, H) states entering each step;
-// acts (T, B, 4H) = r, z, n, R_n + b_hn.  The recurrent side's gradient differs
-// from the input side's in its n part (times r), so backward keeps both: dA for
-// the projection's GEMMs, dR for dU, b_h and dh_{t-1}.
+// Cells with one state h.
 // ---------------------------------------------------------------------------
 
-// The time loops of a cell with one state h (JANET, GRU).  Forward: R = h_{t-1} U^T at each step,
+// The time loops of a cell with one state h (Elman RNN, GRU, JANET).  Forward: R = h_{t-1} U^T at each step,
 // then units(x, r, h_{t-1}, h_t, out, acts, j0, j1) on the units j0..j1 of every row still within its
 // length (a row past it keeps its state and outputs 0); returns [out, h_T], and for training also
 // [Hs (T, B, H) states entering each step, acts (T, B, acts_width)].
@@ -988,6 +982,54 @@ std::vector<Tensor> one_state_backward(const Tensor& dout, const Tensor& dfinal,
   return {dA, dH, dU};
 }
 
+// ---------------------------------------------------------------------------
+// Elman RNN (Elman 1990) in torch.nn.RNN's formulation: h_t = φ(W x + b + h_{t-1} U^T), φ = tanh or
+// ReLU (options[0] = 1).  The projection carries both of torch's biases.  params: U (H, H).
+// saved: Hs, acts (T, B, H) = h_t, from which φ' is taken (1 - h² for tanh; for ReLU 1 where
+// h > 0, else 0, as torch's at 0).
+// ---------------------------------------------------------------------------
+
+template <typename T>
+std::vector<Tensor> elman_forward(const Tensor& xp, const T* xb, const std::vector<Tensor>& state,
+                                  const std::vector<Tensor>& params, const int64_t* len, Steps st, bool relu) {
+  using A = Act<T>;
+  const int64_t H = state[0].size(1);
+  const auto units = [&](auto is_relu) {
+    return [&, is_relu](const T* x, const T* r, const T*, T* hn, T* out, T* a, int64_t j0, int64_t j1) {
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T pre = x[j] + xb[j] + r[j];
+        const T h = decltype(is_relu)::value ? std::max(pre, T(0)) : A::tanh(pre);
+        a[j] = hn[j] = out[j] = h;
+      }
+    };
+  };
+  if (relu) return one_state_forward<T>(xp, state[0], params[0], H, len, st, units(std::true_type{}));
+  return one_state_forward<T>(xp, state[0], params[0], H, len, st, units(std::false_type{}));
+}
+
+template <typename T>
+std::vector<Tensor> elman_backward(const Tensor& dout, const std::vector<Tensor>& dfinal,
+                                   const std::vector<Tensor>& saved, const std::vector<Tensor>& params,
+                                   const int64_t* len, Steps st, bool relu) {
+  const auto units = [&](auto is_relu) {
+    return [&, is_relu](const T* a, const T*, const T* go, T* dh_b, T* da, T*, int64_t j0, int64_t j1) {
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T h = a[j], dh = dh_b[j] + go[j];
+        da[j] = decltype(is_relu)::value ? (h > T(0) ? dh : T(0)) : dh * (1 - h * h);
+        dh_b[j] = 0;  // no direct path: the GEMM adds dA_t U
+      }
+    };
+  };
+  if (relu)
+    return one_state_backward<T>(dout, dfinal[0], saved[0], saved[1], params[0], false, len, st,
+                                 units(std::true_type{}));
+  return one_state_backward<T>(dout, dfinal[0], saved[0], saved[1], params[0], false, len, st,
+                               units(std::false_type{}));
+}
+
+// ---------------------------------------------------------------------------
 // GRU (Cho et al. 2014) in torch.nn.GRU's formulation, gate order r, z, n:
 //   r = σ(a_r + R_r + b_hr)   z = σ(a_z + R_z + b_hz)   n = tanh(a_n + r (R_n + b_hn))
 //   h_t = n + z (h_{t-1} - n)        with a = W x + b_i, R = h_{t-1} U^T
@@ -1929,7 +1971,7 @@ std::vector<Tensor> contiguous(const std::vector<Tensor>& xs) {
 // How many state and recurrent-parameter tensors each kind takes (a wrong count would index past the lists).
 void check_arity(const std::string& kind, size_t states, size_t params) {
   static const std::map<std::string, std::pair<size_t, size_t>> arity{
-      {"peephole", {2, 2}}, {"cifg", {2, 1}}, {"janet", {1, 1}}, {"gru", {1, 2}},
+      {"peephole", {2, 2}}, {"cifg", {2, 1}}, {"janet", {1, 1}}, {"gru", {1, 2}}, {"elman", {1, 1}},
       {"ln_lstm", {2, 6}},  {"nested_lstm", {3, 4}}, {"sru", {2, 2}}};
   const auto it = arity.find(kind);
   TORCH_CHECK(it != arity.end(), "seqlab kernels: unknown kind ", kind);
@@ -1951,7 +1993,7 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = proj[0].size(0);
   const Steps st{T, reverse, train};
   TORCH_CHECK(proj.size() > 1 || (kind != "peephole" && kind != "cifg" && kind != "janet" && kind != "nested_lstm" &&
-                                   kind != "gru"),
+                                   kind != "gru" && kind != "elman"),
               "seqlab kernels: ", kind, " takes its input projection as [W, b]");
   // xp = x W^T without the bias b: the kernels that have one add it in their pointwise pass,
   // which is cheaper than addmm's broadcast copy of b into every row before the GEMM.  SRU
@@ -1971,6 +2013,8 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
       result = cifg_forward<scalar_t>(xp, xb, state, params, len, st);
     else if (kind == "gru")
       result = gru_forward<scalar_t>(xp, xb, state, params, len, st);
+    else if (kind == "elman")
+      result = elman_forward<scalar_t>(xp, xb, state, params, len, st, options.at(0) != 0.0);
     else if (kind == "janet")
       result = janet_forward<scalar_t>(xp, xb, state, params, len, st, static_cast<scalar_t>(options.at(0)));
     else if (kind == "ln_lstm")
@@ -2008,6 +2052,8 @@ std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, con
       grads = cifg_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "gru")
       grads = gru_backward<scalar_t>(dout, dfinal, saved, params, len, st);
+    else if (kind == "elman")
+      grads = elman_backward<scalar_t>(dout, dfinal, saved, params, len, st, options.at(0) != 0.0);
     else if (kind == "janet")
       grads = janet_backward<scalar_t>(dout, dfinal, saved, params, len, st);
     else if (kind == "ln_lstm")
