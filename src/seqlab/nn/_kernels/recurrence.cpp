@@ -1,4 +1,5 @@
-// Fused CPU recurrences for the seqlab cells that torch has no kernel for.
+// Fused CPU recurrences for every seqlab cell: those torch has no kernel for, and GRU and the
+// Elman RNN, whose torch CPU kernels train slowly (LSTM runs as the peephole kernel with p = 0).
 //
 // Every kernel follows the same plan (the recipe of Appleyard, Kocisky &
 // Blunsom 2016, "Optimizing Performance of Recurrent Neural Networks on
@@ -969,7 +970,10 @@ std::vector<Tensor> one_state_backward(const Tensor& dout, const Tensor& dfinal,
       for_units(b0, b1, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
         T *da = DA.row(t, b), *dr = DR.row(t, b);
         if (t >= len[b]) {
-          for (int64_t k = 0; k < G / H; ++k) zero_span(da + k * H, j0, j1), zero_span(dr + k * H, j0, j1);
+          for (int64_t k = 0; k < G / H; ++k) {
+            zero_span(da + k * H, j0, j1);
+            if (separate) zero_span(dr + k * H, j0, j1);  // else dr is da
+          }
           return;  // the state, and so its gradient, passes through
         }
         units(AC.row(t, b), HS.row(t, b), GO.row(t, b), dh_all + b * H, da, dr, j0, j1);
