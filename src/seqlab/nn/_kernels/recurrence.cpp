@@ -705,15 +705,21 @@ constexpr int64_t kGrain = 4096;
 //   Xeon (2 MiB of L2, 2 threads) the split took 0.80-0.97x the time of the row
 //   blocks with 8-32 rows a thread (nested_lstm at H = 256: 3 MiB of weights;
 //   peephole and ln_lstm at H = 384: 2.3 MiB), 0.98-1.02x with 48 and 0.97-1.03x
-//   with 64.
+//   with 64.  This case needs kMinSplitBytes of weights or more: below that a
+//   step's GEMMs are too short for the split's forks and joins (two to four a
+//   step).  On an AMD EPYC (Zen 3) with 512 KiB of L2, where weights of 576-768
+//   KiB had shares that fit, the row blocks took 0.83-0.99x the time of the
+//   split (peephole at H = 192, nested_lstm at H = 128; 16-64 rows).
 constexpr int64_t kMinBlockRows = 8;
 constexpr int64_t kSplitRows = 32;
+constexpr int64_t kMinSplitBytes = int64_t(1) << 20;
 
 template <typename F>
 inline void for_row_blocks(int64_t B, int64_t weight_bytes, const F& f) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t rows = (B + threads - 1) / threads;
-  const bool share_fits = threads > 1 && weight_bytes / threads <= l2_bytes() * 3 / 4;
+  const bool share_fits =
+      threads > 1 && weight_bytes >= kMinSplitBytes && weight_bytes / threads <= l2_bytes() * 3 / 4;
   if (weight_bytes > l2_bytes() && (rows < kMinBlockRows || (rows <= kSplitRows && share_fits))) return f(0, B);
   at::parallel_for(0, B, rows, f);
 }
