@@ -25,11 +25,43 @@ def git_commit(repo: str | Path | None = None) -> str:
 
 
 def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what ``platform`` knows."""
+    """The CPU model from /proc/cpuinfo (else what ``platform`` knows), with the vector instruction set
+    torch uses and one core's L2 where known: ``"AMD EPYC (AVX2, 512 KiB L2 per core)"``.  A virtual
+    machine's model name can be as short as that, while its speed depends on both."""
+    name = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    details = [d for d in (_vector_isa(), _l2_per_core()) if d]
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+def _vector_isa() -> str:
+    try:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError, RuntimeError):
+        return ""
+
+
+def _l2_per_core(caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> str:
+    """``"512 KiB L2 per core"`` from Linux's description of CPU 0's caches, else ``""``."""
+    for index in sorted(caches.glob("index*")):
+        try:
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()  # e.g. "512K", "2048K"
+        except OSError:
+            continue
+        if level != "2" or kind == "Instruction":
+            continue
+        if size.endswith("K") and size[:-1].isdigit():
+            kib = int(size[:-1])
+            return f"{kib // 1024} MiB L2 per core" if kib % 1024 == 0 else f"{kib} KiB L2 per core"
+        return f"{size} L2 per core"
+    return ""
