@@ -99,6 +99,23 @@ def _median_ms(times: list[float]) -> float:
     return 1000 * statistics.median(times)
 
 
+def timed_rounds(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = WARMUP,
+                 seed: int = 0) -> dict[str, list[float]]:
+    """Each function's wall times in seconds over ``rounds`` rounds after ``warmup`` untimed ones: one call
+    of each per round, in an order shuffled anew every round (so that load changes hit all alike)."""
+    order = random.Random(seed)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(warmup + rounds):
+        names = list(fns)
+        order.shuffle(names)
+        for name in names:
+            start = time.perf_counter()
+            fns[name]()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
 def _paired_ratio(times: list[float], base: list[float]) -> float:
     """Median over rounds of ``times[r] / base[r]``: both timed in the same round, so a load change
     between rounds (minutes-long on a shared machine) cancels out of each ratio."""

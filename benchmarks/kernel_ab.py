@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import random
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -40,10 +37,11 @@ from seqlab.errors import SeqlabError
 from seqlab.nn import CELLS, Recurrent, _kernels
 from seqlab.nn._kernels import build
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cells import REPO, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
+
 SOURCE = "src/seqlab/nn/_kernels/recurrence.cpp"
 SHAPES = "50x32x256x256,20x128x256x512,200x16x128x128"  # issue 4's
-WARMUP = 3
 
 
 def source_text(spec: str, repo: Path = REPO) -> str:
@@ -106,25 +104,6 @@ def largest_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max(float((x - y).abs().max() / y.abs().max().clamp_min(1e-30)) for x, y in zip(a, b, strict=True))
 
 
-def paired_ratios(fns: dict[str, Callable[[], object]], rounds: int, seed: int = 0) -> dict[str, list[float]]:
-    """Each function's times over ``rounds`` rounds (after WARMUP), one call of each per round in a shuffled order."""
-    order = random.Random(seed)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(WARMUP + rounds):
-        names = list(fns)
-        order.shuffle(names)
-        for name in names:
-            start = time.perf_counter()
-            fns[name]()
-            if round_ >= WARMUP:
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
-def _median_ratio(top: list[float], bottom: list[float]) -> float:
-    return statistics.median(t / b for t, b in zip(top, bottom, strict=True))
-
-
 def compare(a: ModuleType, b: ModuleType, cells: list[str], shapes: list[tuple[int, int, int, int]],
             passes: list[str], rounds: int, check: bool) -> list[dict]:
     """One row per cell, shape and pass: B/A, A and B over torch.nn.LSTM, A's median ms (and the check)."""
@@ -151,11 +130,11 @@ def compare(a: ModuleType, b: ModuleType, cells: list[str], shapes: list[tuple[i
                     x.grad = None
                     lstm(x)[0].backward(g)
 
-                times = paired_ratios({"A": lambda: _step(a, layer, x, g), "B": lambda: _step(b, layer, x, g),
-                                       "LSTM": torch_lstm}, rounds)
-                row |= {"b_over_a": _median_ratio(times["B"], times["A"]),
-                        "a_over_lstm": _median_ratio(times["A"], times["LSTM"]),
-                        "b_over_lstm": _median_ratio(times["B"], times["LSTM"]),
+                times = timed_rounds({"A": lambda: _step(a, layer, x, g), "B": lambda: _step(b, layer, x, g),
+                                      "LSTM": torch_lstm}, rounds)
+                row |= {"b_over_a": _paired_ratio(times["B"], times["A"]),
+                        "a_over_lstm": _paired_ratio(times["A"], times["LSTM"]),
+                        "b_over_lstm": _paired_ratio(times["B"], times["LSTM"]),
                         "a_ms": 1000 * statistics.median(times["A"])}
                 rows.append(row)
                 print(_format(row), flush=True)

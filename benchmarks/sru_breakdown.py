@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +46,7 @@ from seqlab.nn._kernels.functions import _SPECS
 from seqlab.provenance import cpu_name, git_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cells import REPO, SHAPES, WARMUP, _median_ms, _paired_ratio  # noqa: E402  (benchmarks/cells.py)
+from cells import REPO, SHAPES, WARMUP, _median_ms, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
 
 
 def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list[tuple[str, float, float, float]]:
@@ -94,16 +92,7 @@ def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list
         "Recurrent step": lambda: train_step(model),
         "torch.nn.LSTM step": lambda: train_step(lstm),
     }
-    times: dict[str, list[float]] = {name: [] for name in pieces}
-    order = random.Random(0)
-    for round_ in range(WARMUP + repeats):
-        names = list(pieces)
-        order.shuffle(names)
-        for name in names:
-            start = time.perf_counter()
-            pieces[name]()
-            if round_ >= WARMUP:
-                times[name].append(time.perf_counter() - start)
+    times = timed_rounds(pieces, repeats)
 
     def ms(name: str) -> float:
         return _median_ms(times[name])
