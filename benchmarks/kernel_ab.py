@@ -38,10 +38,9 @@ from seqlab.nn import CELLS, Recurrent, _kernels
 from seqlab.nn._kernels import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cells import REPO, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
+from cells import REPO, SHAPES, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
 
 SOURCE = "src/seqlab/nn/_kernels/recurrence.cpp"
-SHAPES = "50x32x256x256,20x128x256x512,200x16x128x128"  # issue 4's
 
 
 def source_text(spec: str, repo: Path = REPO) -> str:
@@ -58,18 +57,14 @@ def source_text(spec: str, repo: Path = REPO) -> str:
 
 def build_source(text: str) -> ModuleType:
     """``text`` compiled as an extension named by its hash, in the kernel cache (a second call loads it)."""
-    from torch.utils import cpp_extension
-
     name = "seqlab_ab_" + hashlib.sha256(text.encode()).hexdigest()[:12]
     folder = build.cache_dir() / "ab" / name
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / "recurrence.cpp"
     if not source.exists() or source.read_text() != text:
         source.write_text(text)
-    cflags, ldflags = build._flags()
     print(f"[kernel ab] building or loading {name} in {folder}", file=sys.stderr, flush=True)
-    return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags, extra_ldflags=ldflags,
-                              build_directory=str(folder), verbose=False)
+    return build.compile_extension(name, source, folder)
 
 
 def parse_shapes(text: str) -> list[tuple[int, int, int, int]]:
@@ -151,12 +146,12 @@ def _format(row: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--a", default="HEAD", help="the base: a git revision or a recurrence.cpp (default HEAD)")
-    parser.add_argument("--b", default=SOURCE, help="the candidate: a git revision or a recurrence.cpp "
-                                                     "(default: the working tree's)")
+    parser.add_argument("--b", default=str(REPO / SOURCE), help="the candidate: a git revision or a "
+                                                                 "recurrence.cpp (default: the working tree's)")
     parser.add_argument("--cells", default=None,
                         help="comma-separated cells with a seqlab kernel (default: every one)")
-    parser.add_argument("--shapes", type=parse_shapes, default=parse_shapes(SHAPES),
-                        help=f"comma-separated TxBxIxH (default: issue 4's, {SHAPES})")
+    parser.add_argument("--shapes", type=parse_shapes, default=list(SHAPES),
+                        help="comma-separated TxBxIxH (default: issue 4's, as in seqlab bench cells)")
     parser.add_argument("--pass", dest="passes", choices=("train", "infer", "both"), default="both",
                         help="training (forward + backward), inference, or both (default)")
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds (default 20)")
@@ -171,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be at least 1")
     try:
         a = build_source(source_text(args.a))
-        b = build_source(source_text(args.b if args.b != SOURCE else str(REPO / SOURCE)))
+        b = build_source(source_text(args.b))
     except SeqlabError as err:
         print(f"error: {err}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
         return 2

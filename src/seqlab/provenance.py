@@ -37,17 +37,10 @@ def cpu_name() -> str:
     except OSError:
         pass
     name = name or platform.processor() or platform.machine() or "unknown CPU"
-    details = [d for d in (_vector_isa(), _l2_per_core()) if d]
+    from .nn._kernels.build import vector_isa  # torch's, as the kernels are built for it
+
+    details = [d for d in (vector_isa(), _l2_per_core()) if d]
     return f"{name} ({', '.join(details)})" if details else name
-
-
-def _vector_isa() -> str:
-    try:
-        import torch
-
-        return torch.backends.cpu.get_cpu_capability()
-    except (ImportError, AttributeError, RuntimeError):
-        return ""
 
 
 def _l2_per_core(caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> str:

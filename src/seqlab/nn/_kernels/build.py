@@ -35,7 +35,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["load", "inference_kernels", "cache_dir", "DISABLE_ENV", "CACHE_ENV"]
+__all__ = ["load", "inference_kernels", "cache_dir", "compile_extension", "vector_isa", "DISABLE_ENV", "CACHE_ENV"]
 
 DISABLE_ENV = "SEQLAB_NO_KERNELS"
 CACHE_ENV = "SEQLAB_KERNEL_CACHE"
@@ -51,11 +51,11 @@ def cache_dir() -> Path:
         base = Path(root)
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seqlab" / "kernels"
-    tag = f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{_isa().lower()}"
+    tag = f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{vector_isa().lower()}"
     return base / tag.replace("+", "_")
 
 
-def _isa() -> str:
+def vector_isa() -> str:
     """The vector instruction set torch uses here: AVX512, AVX2, DEFAULT, ..."""
     try:
         return torch.backends.cpu.get_cpu_capability()
@@ -68,9 +68,9 @@ def _flags() -> tuple[list[str], list[str]]:
     # that needs comparisons that may not trap, and the widest vectors torch
     # itself found usable on this CPU.
     cflags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
-    if _isa() == "AVX512":
+    if vector_isa() == "AVX512":
         cflags += ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mprefer-vector-width=512"]
-    elif _isa() == "AVX2":
+    elif vector_isa() == "AVX2":
         cflags += ["-mavx2", "-mfma"]
     # GEMMs call the BLAS inside libtorch_cpu directly when it exports one (MKL on
     # x86 wheels), with MKL's packed GEMM for the weights reused at every step.
@@ -133,37 +133,36 @@ def load() -> ModuleType | None:
         _log.warning(f"seqlab: fused kernels unavailable ({DISABLE_ENV} is set); using the PyTorch reference path")
         return None
     try:
-        from torch.utils import cpp_extension
-
         folder = cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"seqlab_recurrence_{_isa().lower()}"
-        built = any(folder.glob(f"{name}*.so"))
-        # A built library loads without a compiler; only a build needs the toolchain (and ninja runs either way).
-        if built:
-            _ninja_on_path()
-        else:
+        name = f"seqlab_recurrence_{vector_isa().lower()}"
+        # A built library loads without a compiler; only a build needs the toolchain (ninja runs either way).
+        if not any(folder.glob(f"{name}*.so")):
             _check_toolchain()
             print(f"seqlab: building the fused CPU kernels in {folder} (first use, about a minute)...",
                   file=sys.stderr, flush=True)
-        cflags, ldflags = _flags()
-        torch_log = logging.getLogger(cpp_extension.__name__)
-        level = torch_log.level
-        torch_log.setLevel(logging.ERROR)  # its compiler warnings span a dozen lines; ours is one
-        try:
-            return cpp_extension.load(
-                name=name,
-                sources=[str(SOURCE)],
-                extra_cflags=cflags,
-                extra_ldflags=ldflags,
-                build_directory=str(folder),
-                verbose=False,
-            )
-        finally:
-            torch_log.setLevel(level)
+        return compile_extension(name, SOURCE, folder)
     except Exception as err:  # any build or load failure means: use the reference path
         _log.warning(f"seqlab: fused kernels unavailable ({_one_line(err)}); using the PyTorch reference path")
         return None
+
+
+def compile_extension(name: str, source: Path, folder: Path) -> ModuleType:
+    """``source`` built (or, when built already, loaded) as the extension ``name`` in ``folder``, with the
+    flags of seqlab's kernels; raises on failure.  :func:`load` builds the kernels with it, and
+    ``benchmarks/kernel_ab.py`` other versions of their source."""
+    from torch.utils import cpp_extension
+
+    _ninja_on_path()
+    cflags, ldflags = _flags()
+    torch_log = logging.getLogger(cpp_extension.__name__)
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)  # its compiler warnings span a dozen lines; ours is one
+    try:
+        return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags, extra_ldflags=ldflags,
+                                  build_directory=str(folder), verbose=False)
+    finally:
+        torch_log.setLevel(level)
 
 
 def inference_kernels(*tensors: torch.Tensor) -> ModuleType | None:
