@@ -12,13 +12,13 @@ What is measured, per shape, in this one process:
 - inference: ``model(x)`` under ``torch.no_grad()``;
 - training: ``model(x)`` then ``output.backward(g)`` with a fixed random
   ``g``; ``x`` requires grad, as it does inside a stacked model;
-- every model is a ``seqlab.nn.Recurrent`` with its default path (torch's
-  kernel for lstm/gru/rnn_*; for the others seqlab's compiled kernels on the
-  CPU, its Triton kernels on CUDA), plus ``torch.nn.LSTM``, ``GRU`` and
-  ``RNN`` themselves as baselines (cuDNN on CUDA); on the CPU ``gru``,
-  ``rnn_tanh`` and ``rnn_relu`` also run through seqlab's kernel
-  (``impl="fused"``, rows such as "gru (fused)", compared with their torch
-  module but held to no target);
+- every model is a ``seqlab.nn.Recurrent`` with its default path (on the
+  CPU seqlab's compiled kernels for every cell; on CUDA torch's kernel,
+  cuDNN, for lstm/gru/rnn_* and seqlab's Triton kernels for the others),
+  plus ``torch.nn.LSTM``, ``GRU`` and ``RNN`` themselves as baselines; on
+  the CPU lstm, gru and rnn_* also run through torch's kernel
+  (``impl="torch"``, rows such as "gru (torch)": the overhead of
+  ``Recurrent`` around it, compared with their torch module);
 - models are timed round-robin, one call of each per round in a freshly
   shuffled order, so that load changes on a shared machine and the position
   in a round hit all of them alike; the first rounds are warm-up and
@@ -81,9 +81,10 @@ TORCH_MODULES: dict[str, tuple[str, Callable[[int, int], nn.Module]]] = {
     "rnn_relu": ("torch.nn.RNN(relu)", lambda i, h: nn.RNN(i, h, nonlinearity="relu")),
 }
 BASELINE = TORCH_MODULES["lstm"][0]
-# Cells timed a second time through seqlab's CPU kernel (impl="fused"), beside torch's, which is their
-# default: torch's CPU GRU and RNN train slowly.  No target applies to these rows.
-KERNEL_ALSO = ("gru", "rnn_tanh", "rnn_relu")
+# On the CPU the standard cells run seqlab's kernels by default; these are timed a second time through
+# torch's kernel (impl="torch"), for the overhead of Recurrent around it.
+TORCH_ALSO = tuple(TORCH_MODULES)
+TORCH_SUFFIX = " (torch)"
 
 
 def _log(message: str) -> None:
@@ -129,9 +130,9 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
     models: dict[str, nn.Module] = {label: make(I, H) for label, make in TORCH_MODULES.values()}
     for name in CELLS:
         models[name] = Recurrent(name, I, H)
-    for name in KERNEL_ALSO:  # seqlab's kernel for a cell whose default is torch's (impl="fused")
-        if device.type == "cpu" and _kernels.supports(CELLS[name]) and _kernels.load() is not None:
-            models[f"{name} (fused)"] = Recurrent(name, I, H, impl="fused")
+    for name in TORCH_ALSO:  # torch's kernel for a cell whose CPU default is seqlab's (impl="torch")
+        if models[name].backend != "torch":
+            models[name + TORCH_SUFFIX] = Recurrent(name, I, H, impl="torch")
     for model in models.values():
         model.to(device)
     x = torch.randn(T, B, I, device=device, requires_grad=True)
@@ -207,7 +208,7 @@ def _bench_shape(shape: tuple[int, int, int, int], device: torch.device, repeats
             "infer_floor": flops / (gemm_gflops * 1e6) / base_ms["infer"],
             "train_floor": 3 * flops / (gemm_gflops * 1e6) / base_ms["train"],
         }
-        cell = name.removesuffix(" (fused)")
+        cell = name.removesuffix(TORCH_SUFFIX)
         if cell in TORCH_MODULES:  # seqlab's layer against its own torch module
             own = times[TORCH_MODULES[cell][0]]
             row["infer_overhead"] = _paired_ratio(times[name]["infer"], own["infer"])
@@ -226,7 +227,7 @@ def _targets(name: str, row: dict[str, Any]) -> dict[str, dict[str, float | bool
         checks["inference vs LSTM"] = (row["infer_ratio"], TARGET_INFER, row["infer_floor"])
         if name == "sru":
             checks["SRU training vs LSTM"] = (row["train_ratio"], TARGET_SRU_TRAIN, row["train_floor"])
-    elif name in ("lstm", "gru"):
+    elif name.removesuffix(TORCH_SUFFIX) in ("lstm", "gru"):
         checks["training vs own torch module"] = (row["train_overhead"], TARGET_OVERHEAD, None)
         checks["inference vs own torch module"] = (row["infer_overhead"], TARGET_OVERHEAD, None)
     return {k: {"value": v, "limit": limit, "met": v <= limit} | ({"floor": floor} if floor is not None else {})

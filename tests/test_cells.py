@@ -69,7 +69,7 @@ def test_gradcheck_two_layers_bidirectional_with_lengths(name):
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 def test_gradcheck_native_path(name):
-    _gradcheck_layer(name, 2, True, torch.tensor([5, 2, 4]), impl="auto")
+    _gradcheck_layer(name, 2, True, torch.tensor([5, 2, 4]), impl="torch")
 
 
 def test_gradcheck_options():

@@ -107,15 +107,30 @@ def test_gradients_when_the_loss_leaves_outputs_unused(name, uses):
         torch.testing.assert_close(got, expected)
 
 
-def test_auto_uses_the_kernels_where_torch_has_none():
-    assert set(FUSED) == set(CELLS)  # every cell has a kernel; the default is torch's where it has one
+def test_auto_uses_the_kernels_on_the_cpu():
+    assert set(FUSED) == set(CELLS)  # every cell has a kernel, the default on the CPU, standard cells too
     for name in CELLS:
-        expected = "torch" if CELLS[name].native else "seqlab" if name in FUSED else "reference"
-        assert Recurrent(name, 3, 4).backend == expected
+        assert Recurrent(name, 3, 4).backend == "seqlab"
+        if CELLS[name].native:
+            assert Recurrent(name, 3, 4, impl="torch").backend == "torch"
     assert Recurrent("lstm", 4, 4, residual=True).backend == "seqlab"
     assert Recurrent("gru", 4, 4, residual=True).backend == "seqlab"
     assert Recurrent("gru", 4, 4, impl="fused").backend == "seqlab"
     assert Recurrent("sru", 3, 4, impl="reference").backend == "reference"
+    with pytest.raises(ValueError, match="impl='torch' needs a standard cell"):
+        Recurrent("sru", 3, 4, impl="torch")
+    with pytest.raises(ValueError, match="residual=True"):
+        Recurrent("lstm", 4, 4, residual=True, impl="torch")
+
+
+def test_auto_runs_torch_where_the_kernels_cannot():
+    """A bfloat16 CPU input has no seqlab kernel: a standard cell runs torch's, equal to impl="torch"."""
+    torch.manual_seed(0)
+    auto = Recurrent("gru", 3, 4, bidirectional=True).to(torch.bfloat16)
+    native = Recurrent("gru", 3, 4, bidirectional=True, impl="torch").to(torch.bfloat16)
+    native.load_state_dict(auto.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.bfloat16)
+    assert torch.equal(auto(x)[0], native(x)[0])
 
 
 def test_batch_first_and_packed_input_take_the_kernels():
@@ -416,10 +431,12 @@ def test_disabled_kernels_fall_back_with_one_line_notice(monkeypatch, caplog, fr
         layer = Recurrent("sru", 3, 4)
         assert layer.backend == "reference"
         out, _ = layer(torch.randn(5, 2, 3))
+        assert Recurrent("gru", 3, 4).backend == "torch"
     assert out.shape == (5, 2, 4)
     notices = [r.getMessage() for r in caplog.records if r.name == "seqlab.kernels"]
     assert notices == [
-        "seqlab: fused kernels unavailable (SEQLAB_NO_KERNELS is set); using the PyTorch reference path"
+        "seqlab: fused kernels unavailable (SEQLAB_NO_KERNELS is set); "
+        "using torch's own kernels (lstm, gru, rnn_*) or the PyTorch reference path"
     ]
     with pytest.raises(SeqlabError, match="impl='fused'"):
         Recurrent("sru", 3, 4, impl="fused")(torch.randn(5, 2, 3))
@@ -452,7 +469,8 @@ def test_clean_process_without_kernels_runs_and_prints_one_line():
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "torch.Size([5, 2, 4])"
     assert run.stderr.strip().splitlines() == [
-        "seqlab: fused kernels unavailable (SEQLAB_NO_KERNELS is set); using the PyTorch reference path"
+        "seqlab: fused kernels unavailable (SEQLAB_NO_KERNELS is set); "
+        "using torch's own kernels (lstm, gru, rnn_*) or the PyTorch reference path"
     ]
 
 
@@ -467,7 +485,8 @@ def test_missing_compiler_is_one_line_naming_it(tmp_path):
     assert run.stdout.split() == ["torch.Size([5,", "2,", "4])", "reference"]
     assert run.stderr.strip().splitlines() == [
         f"seqlab: fused kernels unavailable (no C++ compiler: {env['CXX']} is not on PATH; install g++ "
-        "(Debian: apt-get install g++)); using the PyTorch reference path"
+        "(Debian: apt-get install g++)); "
+        "using torch's own kernels (lstm, gru, rnn_*) or the PyTorch reference path"
     ]
     assert not any(tmp_path.rglob("*.so"))
 
@@ -531,8 +550,10 @@ def test_benchmark_writes_tables_with_every_cell(tmp_path):
     assert rows["sru"]["path"] == "seqlab" and "SRU training vs LSTM" in rows["sru"]["targets"]
     assert "train_overhead" in rows["gru"] and "train_overhead" not in rows["sru"]
     # gru also through seqlab's kernel, against torch.nn.GRU, with no target of its own
-    fused_gru = rows["gru (fused)"]
-    assert fused_gru["path"] == "seqlab" and "train_overhead" in fused_gru and fused_gru["targets"] == {}
+    # on the CPU gru runs seqlab's kernel by default, and torch's too, both against torch.nn.GRU
+    torch_gru = rows["gru (torch)"]
+    assert rows["gru"]["path"] == "seqlab" and torch_gru["path"] == "torch"
+    assert "training vs own torch module" in torch_gru["targets"] and "train_overhead" in rows["rnn_tanh (torch)"]
     # Nested LSTM's matrices, I=4, H=5: input 4H x I, outer 4H x H, inner 4H x 2H; the LSTM's: 4H x I, 4H x H.
     assert rows["nested_lstm"]["flops_ratio"] == pytest.approx((80 + 100 + 200) / (80 + 100))
     assert rows["sru"]["targets"]["SRU training vs LSTM"]["floor"] == rows["sru"]["train_floor"] > 0

@@ -23,7 +23,7 @@ def _grads(module):
     return {name: p.grad.clone() for name, p in module.named_parameters()}
 
 
-@pytest.mark.parametrize("impl", ["auto", "reference"])
+@pytest.mark.parametrize("impl", ["auto", "torch", "reference"])
 @pytest.mark.parametrize("kind", list(TORCH_MODULES))
 def test_from_torch_matches_torch(kind, impl):
     """Outputs, final states and parameter gradients equal torch.nn's to 1e-5."""
@@ -31,7 +31,7 @@ def test_from_torch_matches_torch(kind, impl):
     ref = TORCH_MODULES[kind](input_size=5, hidden_size=7, num_layers=2, bidirectional=True, batch_first=True)
     ours = from_torch(ref)
     ours.impl = impl
-    assert ours.uses_native == (impl == "auto")
+    assert ours.uses_native == (impl == "torch" or impl == "auto" and ours.backend == "torch")
     x = torch.randn(4, 6, 5)  # (B, T, I)
     state0 = tuple(torch.randn(4, 4, 7) for _ in range(2 if kind == "lstm" else 1))
     state0 = state0 if kind == "lstm" else state0[0]
@@ -53,7 +53,7 @@ def test_from_torch_matches_torch(kind, impl):
         torch.testing.assert_close(grad, theirs[name], atol=1e-5, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("impl", ["auto", "reference"])
+@pytest.mark.parametrize("impl", ["auto", "torch", "reference"])
 @pytest.mark.parametrize("kind", list(TORCH_MODULES))
 def test_from_torch_matches_torch_on_packed_input(kind, impl):
     torch.manual_seed(0)
@@ -101,7 +101,7 @@ def test_from_torch_refuses_unsupported():
 
 def test_native_path_shares_parameters():
     """The fused kernel runs on the layer's own parameters: updating them changes the output."""
-    layer = Recurrent("lstm", 3, 4)
+    layer = Recurrent("lstm", 3, 4, impl="torch")
     assert layer.uses_native
     assert layer._flat_weights()[0] is layer.cells[0].weight_ih
     x = torch.randn(5, 2, 3)
@@ -115,7 +115,7 @@ def test_native_path_shares_parameters():
 def test_native_path_runs_full_length_batches_unpacked(name):
     """Lengths that pad nothing give the unpacked kernel's result exactly."""
     torch.manual_seed(0)
-    layer = Recurrent(name, 3, 4, 2, bidirectional=True)
+    layer = Recurrent(name, 3, 4, 2, bidirectional=True, impl="torch")
     x = torch.randn(6, 4, 3)
     out, final = layer(x, lengths=torch.full((4,), 6))
     want, want_final = layer(x)

@@ -3,9 +3,10 @@
 ``Recurrent`` looks like ``torch.nn.LSTM`` from outside.  Inside, one of four
 paths runs (``Recurrent.backend`` says which):
 
-* "torch": standard cells hand their own parameters to torch's fused kernel;
-* "seqlab": the other cells (and standard ones with ``impl="fused"`` or
-  residual connections) run seqlab's compiled CPU kernels
+* "torch": on CUDA, and on the CPU where seqlab's kernels cannot load, the
+  standard cells (lstm, gru, rnn_tanh, rnn_relu) hand their own parameters
+  to torch's fused kernel (cuDNN on CUDA);
+* "seqlab": every cell on a float CPU input runs seqlab's compiled CPU kernels
   (:mod:`seqlab.nn._kernels`): the input projection of the whole sequence in
   one GEMM, a C++ time loop with one recurrent GEMM and one fused pointwise
   pass per step, and a hand-written backward through time;
@@ -40,7 +41,7 @@ __all__ = ["Recurrent", "from_torch"]
 
 StateArg = Tensor | tuple[Tensor, ...] | None
 
-_IMPLS = ("auto", "fused", "triton", "reference")
+_IMPLS = ("auto", "torch", "fused", "triton", "reference")
 
 # A runner takes one layer and direction: (cell, x, state or None for zeros, lengths or None, reverse)
 # -> (output, state).
@@ -106,13 +107,15 @@ class Recurrent(nn.Module):
         residual: add each layer's input to its output wherever the two have
             the same size (a deep residual RNN; Wu et al. 2016 for GNMT).
             Layer 0 qualifies only when ``input_size == D * H``.
-        impl: "auto" uses torch's fused kernel when the cell allows it, else
-            seqlab's compiled kernel for float CPU inputs (its Triton
-            kernels for float CUDA inputs) when the cell has one and it
-            builds, else the reference loop; "fused" insists on seqlab's
-            kernels (an error where they cannot run; the standard cells
-            have them too, and torch's CPU GRU and RNN train slowly: see
-            the "(fused)" rows of ``seqlab bench cells``); "triton" insists on
+        impl: "auto" runs seqlab's compiled kernel on float CPU inputs
+            when it builds (for the standard cells too: it trains faster
+            than torch's CPU kernels, see ``seqlab bench cells``); on CUDA
+            the standard cells run torch's kernel (cuDNN) and the others
+            seqlab's Triton kernels; where neither applies, torch's kernel
+            for a standard cell, else the reference loop. "torch" insists
+            on torch's kernel (standard cells without residual connections
+            only); "fused" insists on seqlab's kernels (an error where they
+            cannot run); "triton" insists on
             the Triton kernels, on CUDA or, under ``TRITON_INTERPRET=1``,
             on any device; "reference" always runs the step-by-step Python
             loop.
@@ -156,6 +159,10 @@ class Recurrent(nn.Module):
         if impl == "triton" and not gpu.supports(cls):
             names = [name for name, c in CELLS.items() if gpu.supports(c)]
             raise ValueError(f"impl='triton' needs a cell with Triton kernels ({', '.join(names)}), got {cell!r}")
+        if impl == "torch" and (cls.native is None or residual):
+            names = [name for name, c in CELLS.items() if c.native]
+            raise ValueError(f"impl='torch' needs a standard cell ({', '.join(names)}) without residual "
+                             f"connections, got {cell!r}" + (" with residual=True" if residual else ""))
         if impl == "fused" and not _kernels.supports(cls):
             fused = [name for name, c in CELLS.items() if _kernels.supports(c)]
             raise ValueError(f"impl='fused' needs a cell with a seqlab kernel ({', '.join(fused)}), got {cell!r}")
@@ -189,17 +196,24 @@ class Recurrent(nn.Module):
     # ------------------------------------------------------------------ info
 
     @property
+    def native_allowed(self) -> bool:
+        """True when torch's fused kernel may run this module: ``impl`` "auto" or "torch", a standard
+        cell, no residual connections. Whether "auto" runs it depends on the input (see :attr:`backend`)."""
+        return self.impl in ("auto", "torch") and CELLS[self.cell].native is not None and not self.residual
+
+    @property
     def uses_native(self) -> bool:
-        """True when forward runs torch's fused kernel on this module's parameters."""
-        return self.impl == "auto" and CELLS[self.cell].native is not None and not self.residual
+        """True when a float32 input on the module's device runs torch's fused kernel."""
+        return self.backend == "torch"
 
     @property
     def backend(self) -> str:
         """The path a float32 input on the module's device takes: "torch", "seqlab" (compiled CPU
         kernel), "triton" (Triton kernels, CUDA) or "reference"."""
         cls = CELLS[self.cell]
-        if self.uses_native:
-            return "torch"
+        if self.native_allowed:
+            on_cpu = next(self.parameters()).device.type == "cpu"
+            return "seqlab" if self.impl == "auto" and on_cpu and _kernels.load() is not None else "torch"
         if self.impl == "reference":
             return "reference"
         weight = next(self.parameters())
@@ -242,10 +256,11 @@ class Recurrent(nn.Module):
         if lengths is not None:
             lengths = self._check_lengths(lengths, T, B)
         states = self._check_state(state, B)
-        if self.uses_native:
+        kernels = self._kernels_for(x)
+        if kernels is None and self.native_allowed:
             output, final = self._forward_native(x, states, lengths)
         else:
-            output, final = self._forward_layers(x, states, lengths, self._kernels_for(x))
+            output, final = self._forward_layers(x, states, lengths, kernels)
         return output, (final[0] if self.state_size == 1 else final)
 
     def _kernels_for(self, x: Tensor) -> Runner | None:
@@ -253,6 +268,8 @@ class Recurrent(nn.Module):
         cls = CELLS[self.cell]
         if self.impl == "reference" or not (_kernels.supports(cls) or gpu.supports(cls)):
             return None
+        if self.native_allowed and (self.impl == "torch" or x.is_cuda):
+            return None  # torch's kernel (cuDNN on CUDA)
         if self.impl == "triton" or x.is_cuda:
             if gpu.supports(cls) and gpu.usable(x) and gpu.works(cls, x.dtype, x.device):
                 return gpu.run_cell

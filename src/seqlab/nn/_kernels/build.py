@@ -7,8 +7,9 @@ the folder, so concurrent processes (pytest-xdist workers) build it once.
 
 Environment:
 
-* ``SEQLAB_NO_KERNELS=1``: never build or load the kernels; every cell runs
-  the PyTorch reference loop (``Recurrent(..., impl="reference")``).
+* ``SEQLAB_NO_KERNELS=1``: never build or load the kernels; lstm, gru and
+  rnn_* run torch's own kernels, the other cells the PyTorch reference loop
+  (``Recurrent(..., impl="reference")``).
 * ``SEQLAB_KERNEL_CACHE=DIR``: where to build (default
   ``$XDG_CACHE_HOME/seqlab/kernels``, i.e. ``~/.cache/seqlab/kernels``).
 
@@ -16,8 +17,8 @@ The build needs a C++ compiler (``$CXX``, else ``c++``) and ninja, which
 seqlab installs from PyPI (the ``ninja`` package; its binary is put on
 ``PATH`` for the build when the system has none).  When the kernels cannot
 be built (no compiler, no ninja, a build error) ``load()`` logs one line on
-the ``seqlab.kernels`` logger and returns ``None``; callers then use the
-reference path.  torch's own build warnings are kept out of the way, so that
+the ``seqlab.kernels`` logger and returns ``None``; callers then use
+torch's kernels or the reference path.  torch's own build warnings are kept out of the way, so that
 one line is all a user sees.
 """
 
@@ -42,6 +43,8 @@ CACHE_ENV = "SEQLAB_KERNEL_CACHE"
 SOURCE = Path(__file__).with_name("recurrence.cpp")
 
 _log = logging.getLogger("seqlab.kernels")
+# What runs instead when the kernels cannot load (see Recurrent's impl="auto").
+_FALLBACK = "using torch's own kernels (lstm, gru, rnn_*) or the PyTorch reference path"
 
 
 def cache_dir() -> Path:
@@ -130,7 +133,7 @@ def load() -> ModuleType | None:
     forgets it).
     """
     if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
-        _log.warning(f"seqlab: fused kernels unavailable ({DISABLE_ENV} is set); using the PyTorch reference path")
+        _log.warning(f"seqlab: fused kernels unavailable ({DISABLE_ENV} is set); {_FALLBACK}")
         return None
     try:
         folder = cache_dir()
@@ -143,7 +146,7 @@ def load() -> ModuleType | None:
                   file=sys.stderr, flush=True)
         return compile_extension(name, SOURCE, folder)
     except Exception as err:  # any build or load failure means: use the reference path
-        _log.warning(f"seqlab: fused kernels unavailable ({_one_line(err)}); using the PyTorch reference path")
+        _log.warning(f"seqlab: fused kernels unavailable ({_one_line(err)}); {_FALLBACK}")
         return None
 
 
