@@ -12,7 +12,7 @@ reaches the decoder only through its initial state: the plain
 encoder-decoder of Sutskever et al. 2014 / Cho et al. 2014.
 
 Teacher forcing without input feeding runs the recurrent stack over the
-whole target at once (torch's fused kernel for standard cells) and attends
+whole target at once (one fused-kernel call: seqlab's on the CPU, cuDNN on CUDA) and attends
 from all steps in one batched product; with input feeding each step needs
 the previous one, so it loops over :meth:`AttentionDecoder.step`.
 

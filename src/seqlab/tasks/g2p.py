@@ -302,7 +302,7 @@ def _batches(words: list[str], batch_size: int) -> list[list[int]]:
     """Indices of ``words`` in batches of at most ``batch_size`` words, shortest first.
 
     Words of one length share a batch: without padding the encoder runs
-    unpacked (torch's fused kernel on the whole batch) and no attention is
+    without lengths (one kernel call over the whole batch) and no attention is
     spent on padded positions.  But every batch pays for its own encoder
     calls and search steps in every member of an ensemble, so a length with
     fewer than ``MIN_BATCH_WORDS`` words left over fills its batch with the
@@ -574,7 +574,7 @@ DEMO_CONFIG = G2PConfig(
     enc_hidden=128,
     enc_layers=1,
     dec_hidden=128,
-    input_feeding=False,  # the decoder runs torch's fused LSTM over the whole target at once
+    input_feeding=False,  # the decoder runs its LSTM over the whole target in one kernel call
     dropout=0.0,
     label_smoothing=0.0,
     lr=5e-3,
