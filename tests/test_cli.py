@@ -28,9 +28,20 @@ def test_cells_lists_all_ten_with_parameter_counts():
     assert set(rows) == set(CELLS)
     assert rows["lstm"] == f"{4 * 16 * (8 + 16) + 2 * 4 * 16:,}"
     assert rows["gru"] == f"{3 * 16 * (8 + 16) + 2 * 3 * 16:,}"
+    lines = {line.split()[0]: line for line in run.stdout.splitlines()[2:]}
+    assert " seqlab / cuDNN " in lines["lstm"] and " seqlab / Triton " in lines["sru"]
 
 
 def test_bad_size_is_a_one_line_error():
     run = _seqlab("cells", "--hidden-size", "0")
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and "positive integer" in run.stderr
+
+
+def test_closed_output_pipe_ends_quietly():
+    """``seqlab cells | head -1``: the reader leaves early; no traceback, the exit status of a broken pipe."""
+    proc = subprocess.Popen([sys.executable, "-m", "seqlab", "cells"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before seqlab writes anything
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and proc.returncode == 141

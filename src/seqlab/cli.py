@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,16 +52,21 @@ def _read_words(path: str) -> list[tuple[int, str]]:
 
 def _cmd_cells(args: argparse.Namespace) -> int:
     from .nn import CELLS
+    from .nn._kernels import gpu, supports
 
     rows = []
     for name, cls in CELLS.items():
         cell = cls(args.input_size, args.hidden_size)
         params = sum(p.numel() for p in cell.parameters())
         state = ("h", "h, c", "h, c, c_inner")[cell.state_size - 1]
-        kernel = "torch fused" if cls.native else "seqlab"
+        # What Recurrent's impl="auto" runs: on the CPU seqlab's kernel (torch's for a standard cell, or
+        # the reference loop, where it cannot build); on CUDA cuDNN for standard cells, else Triton.
+        cpu = "seqlab" if supports(cls) else "torch" if cls.native else "reference"
+        cuda = "cuDNN" if cls.native else "Triton" if gpu.supports(cls) else "reference"
+        kernel = f"{cpu} / {cuda}"
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         rows.append((name, f"{params:,}", state, kernel, summary))
-    header = ("cell", "params", "state", "kernel", "description")
+    header = ("cell", "params", "state", "kernel (CPU / CUDA)", "description")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     print(f"cells at input_size={args.input_size}, hidden_size={args.hidden_size} (one layer, one direction):")
     for row in [header, *rows]:
@@ -469,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that left shows here, inside the handler below
+        return status
     except SeqlabError as err:
         print(f"seqlab: error: {err}", file=sys.stderr)
         if err.hint:
@@ -478,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seqlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (seqlab cells | head): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush cannot fail
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
