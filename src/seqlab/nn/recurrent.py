@@ -3,9 +3,9 @@
 ``Recurrent`` looks like ``torch.nn.LSTM`` from outside.  Inside, one of four
 paths runs (``Recurrent.backend`` says which):
 
-* "torch": on CUDA, and on the CPU where seqlab's kernels cannot load, the
-  standard cells (lstm, gru, rnn_tanh, rnn_relu) hand their own parameters
-  to torch's fused kernel (cuDNN on CUDA);
+* "torch": on CUDA, on the CPU where seqlab's kernels cannot run, and with
+  ``impl="torch"``, the standard cells (lstm, gru, rnn_tanh, rnn_relu) hand
+  their own parameters to torch's fused kernel (cuDNN on CUDA);
 * "seqlab": every cell on a float CPU input runs seqlab's compiled CPU kernels
   (:mod:`seqlab.nn._kernels`): the input projection of the whole sequence in
   one GEMM, a C++ time loop with one recurrent GEMM and one fused pointwise
@@ -115,10 +115,9 @@ class Recurrent(nn.Module):
             for a standard cell, else the reference loop. "torch" insists
             on torch's kernel (standard cells without residual connections
             only); "fused" insists on seqlab's kernels (an error where they
-            cannot run); "triton" insists on
-            the Triton kernels, on CUDA or, under ``TRITON_INTERPRET=1``,
-            on any device; "reference" always runs the step-by-step Python
-            loop.
+            cannot run); "triton" insists on the Triton kernels, on CUDA
+            or, under ``TRITON_INTERPRET=1``, on any device; "reference"
+            always runs the step-by-step Python loop.
         **cell_options: passed to the cell (``peepholes="if"``, ``t_max=784``, ...).
 
     ``forward(x, state=None, lengths=None) -> (output, state)``:
