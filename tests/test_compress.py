@@ -77,6 +77,31 @@ def test_low_precision_lstm_follows_the_float_layer_and_keeps_padding_zero(conve
     torch.testing.assert_close(q_state, state, atol=0.03, rtol=0)
 
 
+def test_int8_lstm_runs_int8_products_on_the_kernels_and_torchs_quantised_lstm_without_them():
+    from torch import nn
+
+    from seqlab.compress.dynamic import Int8LSTM, run_native
+    from seqlab.nn import Recurrent, _kernels
+
+    torch.manual_seed(0)
+    embedding = nn.Embedding(9, 6)
+    rnn = Recurrent("lstm", 6, 10, 2, batch_first=True, bidirectional=True).eval()
+    q = Int8LSTM(rnn)
+    ids, lengths = torch.randint(0, 9, (4, 7)), torch.tensor([7, 3, 5, 1])
+    x = embedding(ids).detach()
+    with torch.no_grad():
+        want, (h, _) = rnn(x, lengths=lengths)
+        kernel_path = q.float_rnn.forward_products(x, q._products, None, lengths)
+        assert (kernel_path is not None) == (_kernels.load() is not None)
+        embedded, (eh, _) = q.forward_embedded(embedding, ids, lengths)
+        fallback, (fh, _) = run_native(q.lstm, x, None, lengths, True)
+    runs = [(embedded, eh), (fallback, fh)] + ([(kernel_path[0], kernel_path[1][0])] if kernel_path else [])
+    for got, got_h in runs:
+        torch.testing.assert_close(got, want, atol=0.03, rtol=0)
+        torch.testing.assert_close(got_h, h, atol=0.03, rtol=0)
+    assert bool((embedded[1, 3:] == 0).all())
+
+
 def _model_converters():
     from seqlab.compress import bfloat16_compute, quantize_dynamic
 

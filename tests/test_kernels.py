@@ -383,6 +383,39 @@ def test_kernels_reject_a_wrong_number_of_state_tensors():
         kernels.forward(kind, x, proj, [h], params, torch.tensor([2]), False, options, False)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", [n for n in FUSED if n != "sru"])
+def test_forward_from_given_products_equals_forward_and_leaves_them_alone(name, dtype):
+    """forward_projected (inference from x Wᵀ the caller computed) runs the same time loop as forward."""
+    kernels = _kernels.load()
+    torch.manual_seed(0)
+    cell = Recurrent(name, 3, 4).to(dtype).cells[0]
+    kind, proj, params, options = _kernels.functions._SPECS[type(cell)](cell)
+    x, lengths = torch.randn(5, 3, 3, dtype=dtype), torch.tensor([5, 2, 4])
+    state = [torch.randn(3, 4, dtype=dtype) for _ in range(cell.state_size)]
+    with torch.no_grad():
+        xp = x @ _kernels.input_weight(cell).t()
+        given = xp.clone()
+        for reverse in (False, True):
+            want = kernels.forward(kind, x, proj, state, params, lengths, reverse, options, False)
+            got = kernels.forward_projected(kind, given, proj, state, params, lengths, reverse, options)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert torch.equal(given, xp)
+
+
+def test_forward_from_given_products_refuses_sru_and_a_wrong_width():
+    kernels = _kernels.load()
+    for name, width in (("sru", 12), ("gru", 5)):
+        cell = Recurrent(name, 4, 4).cells[0]
+        kind, proj, params, options = _kernels.functions._SPECS[type(cell)](cell)
+        state = [torch.zeros(1, 4) for _ in range(cell.state_size)]
+        with pytest.raises(RuntimeError, match="forward_projected takes x W"):
+            kernels.forward_projected(kind, torch.randn(2, 1, width), proj, state, params, torch.tensor([2]), False,
+                                      options)
+    assert _kernels.input_weight(Recurrent("sru", 4, 4).cells[0]) is None
+
+
 def _gradcheck(name, num_layers, bidirectional, lengths, fast, **options):
     torch.manual_seed(0)
     layer = Recurrent(name, 3, 4, num_layers, bidirectional=bidirectional, impl="fused", **options).double()

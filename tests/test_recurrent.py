@@ -258,3 +258,40 @@ def test_forward_errors():
         layer(torch.randn(5, 2, 3), lengths=torch.tensor([6, 2]))
     with pytest.raises(ValueError, match="state must be"):
         layer(torch.randn(5, 2, 3), torch.zeros(2, 2, 4))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("name", ["lstm", "gru", "ln_lstm", "nested_lstm"])
+def test_forward_embedded_looks_up_the_first_products_and_equals_embedding_then_forward(name, batch_first):
+    from seqlab.nn import _kernels
+
+    torch.manual_seed(0)
+    embedding = nn.Embedding(11, 5, padding_idx=0).double()
+    rnn = Recurrent(name, 5, 4, 2, batch_first=batch_first, bidirectional=True).double().eval()
+    ids, lengths = torch.randint(1, 11, (3, 6)), torch.tensor([6, 2, 4])
+    ids[1, 2:] = ids[2, 4:] = 0
+    ids = ids if batch_first else ids.t()
+    with torch.no_grad():
+        want, want_final = rnn(embedding(ids), lengths=lengths)
+        got, final = rnn.forward_embedded(embedding, ids, lengths)
+        looked_up = rnn._embedded(embedding, ids, lengths)
+    assert (looked_up is not None) == (_kernels.load() is not None)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(_as_tuple(final), _as_tuple(want_final)):
+        torch.testing.assert_close(a, b)
+
+
+def test_forward_embedded_runs_the_plain_path_where_it_cannot_look_up():
+    """Training with gradients, SRU (it projects inside its own loop) and a residual first layer."""
+    torch.manual_seed(0)
+    embedding = nn.Embedding(7, 4)
+    ids = torch.randint(0, 7, (5, 2))
+    cases = [Recurrent("lstm", 4, 4), Recurrent("sru", 4, 4).eval(), Recurrent("gru", 4, 2, 2, bidirectional=True,
+                                                                               residual=True).eval()]
+    for rnn in cases:
+        with torch.no_grad():
+            assert rnn._embedded(embedding, ids, None) is None or rnn.training
+        out, _ = rnn.forward_embedded(embedding, ids)
+        torch.testing.assert_close(out, rnn(embedding(ids))[0])
+    out, _ = cases[0].forward_embedded(embedding, ids)
+    assert out.requires_grad and cases[0]._embedded(embedding, ids, None) is None

@@ -46,6 +46,9 @@ _IMPLS = ("auto", "torch", "fused", "triton", "reference")
 # A runner takes one layer and direction: (cell, x, state or None for zeros, lengths or None, reverse)
 # -> (output, state).
 Runner = Callable[[RecurrentCell, Tensor, tuple, "Tensor | None", bool], tuple[Tensor, tuple]]
+# Input products of a layer for inference: (layer, layer input (T, B, I)) -> x Wᵀ (T, B, G) per
+# direction, or None (the kernel multiplies).
+Products = Callable[[int, Tensor], "list[Tensor] | None"]
 
 
 # The kernels only read their lengths and initial state (they copy the state
@@ -66,12 +69,17 @@ def _zero_state(B: int, H: int, dtype: torch.dtype, n: int) -> tuple[Tensor, ...
 
 
 def _cpu_runner(kernels) -> Runner:
-    def run(cell, x, state, lengths, reverse):
+    def run(cell, x, state, lengths, reverse, projected=False):
+        # projected: x is already x Wᵀ (_kernels.input_weight), for inference.
         T, B = x.shape[:2]  # the compiled kernels take every length, as int64 on the CPU
         lengths = _full_lengths(T, B) if lengths is None else lengths.to("cpu").contiguous()
         if state is None:
             state = _zero_state(B, cell.hidden_size, x.dtype, cell.state_size)
+        if projected:
+            return _kernels.run_projected(kernels, cell, x, state, lengths, reverse)
         return _kernels.run_cell(kernels, cell, x, state, lengths, reverse)
+
+    run.takes_products = True
 
     return run
 
@@ -249,6 +257,77 @@ class Recurrent(nn.Module):
             output = output.transpose(0, 1)
         return output, final
 
+    def forward_embedded(self, embedding: nn.Embedding, ids: Tensor, lengths: Tensor | None = None):
+        """``self(embedding(ids), lengths=lengths)``, with the first layer's input products looked up.
+
+        ``ids``: ``(B, T)`` with ``batch_first``, else ``(T, B)``.  A cell's
+        input product ``W x`` is linear in x, so for an embedded token it is a
+        row of ``E Wᵀ`` (V, G): in inference on seqlab's CPU kernels each
+        direction of the first layer starts from that table, one row copy per
+        token instead of a GEMM (the trick the attention decoder uses for its
+        own inputs).  Elsewhere (training, gradients, other paths, SRU,
+        residual first layer) this is exactly ``self(embedding(ids), ...)``.
+        """
+        result = self._embedded(embedding, ids, lengths)
+        return self(embedding(ids), lengths=lengths) if result is None else result
+
+    def forward_products(self, x: Tensor, products: Products, state: StateArg = None, lengths: Tensor | None = None):
+        """``self(x, state, lengths)`` for inference on seqlab's CPU kernels, with each layer's input
+        products ``x Wᵀ`` (``W``: the cell's ``weight_ih``, no bias) from ``products(layer,
+        layer_input)``: a list of ``(T, B, G)``, one per direction, or None to let the kernel multiply.
+        For int8 or other number formats of that product (``seqlab.compress``).  Returns None where
+        this path cannot run (training, gradients, not seqlab's CPU kernels, SRU): the caller falls back.
+        """
+        runner = self._product_runner(x)
+        if runner is None:
+            return None
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"expected input with I={self.input_size}, got shape {tuple(x.shape)}")
+        x = x.transpose(0, 1) if self.batch_first else x
+        T, B = x.shape[:2]
+        lengths = None if lengths is None else self._check_lengths(lengths, T, B)
+        output, final = self._forward_layers(x, self._check_state(state, B), lengths, runner, products)
+        return self._finish(output, final)
+
+    def _product_runner(self, sample: Tensor) -> Runner | None:
+        """The CPU runner when an inference call on ``sample``'s dtype and device may start its layers
+        from given input products (``_forward_layers``' ``products``), else None."""
+        runner = self._kernels_for(sample) if sample.device.type == "cpu" else None
+        usable = (
+            getattr(runner, "takes_products", False)
+            and not (self.training and self.dropout)
+            and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+            and all(_kernels.input_weight(cell) is not None for cell in self.cells)
+        )
+        return runner if usable else None
+
+    def _embedded(self, embedding: nn.Embedding, ids: Tensor, lengths: Tensor | None, later: Products | None = None):
+        """:meth:`forward_embedded`'s lookup path (``later``: the products of layers 1, 2, ...), or None."""
+        weight = embedding.weight
+        runner = self._product_runner(weight)
+        if (runner is None or 0 in self.residual_layers or embedding.max_norm is not None
+                or (torch.is_grad_enabled() and weight.requires_grad)):
+            return None
+        if ids.dim() != 2:
+            raise ValueError(f"expected ids {'(B, T)' if self.batch_first else '(T, B)'}, got shape {tuple(ids.shape)}")
+        ids = ids.t() if self.batch_first else ids  # (T, B)
+        T, B = ids.shape
+        lengths = None if lengths is None else self._check_lengths(lengths, T, B)
+        first = [F.embedding(ids, weight @ _kernels.input_weight(cell).t())  # (T, B, G) each
+                 for cell in self.cells[: self.num_directions]]
+
+        def products(layer: int, layer_input: Tensor) -> list[Tensor] | None:
+            return first if layer == 0 else later(layer, layer_input) if later is not None else None
+
+        output, final = self._forward_layers(first[0], None, lengths, runner, products)
+        return self._finish(output, final)
+
+    def _finish(self, output: Tensor, final: tuple[Tensor, ...]):
+        """(T, B, D*H) output and final states -> the caller's layout and state format."""
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (final[0] if self.state_size == 1 else final)
+
     def _run(self, x: Tensor, state: StateArg, lengths: Tensor | None):
         """(T, B, I) -> ((T, B, D*H), final state in the caller's format)."""
         T, B = x.shape[:2]
@@ -373,11 +452,15 @@ class Recurrent(nn.Module):
 
     # ---- seqlab's compiled kernels or the reference loop
 
-    def _forward_layers(self, x: Tensor, states, lengths, kernels=None):
+    def _forward_layers(self, x: Tensor, states, lengths, kernels=None, products=None):
         """(T, B, I) -> (T, B, D*H), layer by layer and direction by direction.
 
         With ``kernels`` (a runner) each direction is one compiled or Triton run,
-        otherwise one ``cell.step`` per time step.
+        otherwise one ``cell.step`` per time step.  ``products(layer,
+        layer_input)``, for inference on the CPU runner, may give each
+        direction's input product ``x Wᵀ`` of a layer (a list of ``(T, B, G)``;
+        None: the kernel multiplies); for the first layer ``x`` then only
+        carries the shape.
         """
         if kernels is not None and states is None and lengths is None and len(self.cells) == 1 \
                 and not self.residual_layers:
@@ -394,11 +477,14 @@ class Recurrent(nn.Module):
         layer_input = x
         for layer in range(self.num_layers):
             outputs = []
+            given = products(layer, layer_input) if products is not None else None
             for direction in range(self.num_directions):
                 k = layer * self.num_directions + direction
                 cell = self.cells[k]
                 state = cell.init_state(B, x) if states is None else tuple(s[k] for s in states)
-                if kernels is not None:
+                if given is not None:
+                    output, state = kernels(cell, given[direction], state, lengths, direction == 1, projected=True)
+                elif kernels is not None:
                     output, state = kernels(cell, layer_input, state, lengths, direction == 1)
                 else:
                     output, state = self._run_direction(cell, layer_input, state, mask, reverse=direction == 1)

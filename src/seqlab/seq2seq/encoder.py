@@ -64,8 +64,10 @@ class Encoder(nn.Module):
         """
         if self.reverse_source:
             src = reverse_padded(src, lengths)
-        x = self.dropout(self.embed(src))  # (B, S, E)
-        memory, state = self.rnn(x, lengths=lengths)  # (B, S, D*H)
+        if self.training or not hasattr(self.rnn, "forward_embedded"):
+            memory, state = self.rnn(self.dropout(self.embed(src)), lengths=lengths)  # (B, S, D*H)
+        else:  # the first layer's input products come from a table of the embeddings (see there)
+            memory, state = self.rnn.forward_embedded(self.embed, src, lengths)
         h = state if isinstance(state, Tensor) else state[0]  # (L*D, B, H)
         D = self.rnn.num_directions
         summary = torch.cat(list(h[-D:]), dim=-1)  # (B, D*H)

@@ -51,7 +51,7 @@ from ..cells import (
     SRUCell,
 )
 
-__all__ = ["supports", "run_cell"]
+__all__ = ["supports", "run_cell", "input_weight", "run_projected"]
 
 # (kernel name, input projection [W] or [W, b], recurrent parameters, scalar options)
 Spec = tuple[str, list[Tensor], list[Tensor], list[float]]
@@ -108,6 +108,30 @@ _SPECS: dict[type[RecurrentCell], Callable[[RecurrentCell], Spec]] = {
 def supports(cell: RecurrentCell | type[RecurrentCell]) -> bool:
     """Whether a cell (or cell class) has a compiled recurrence."""
     return (cell if isinstance(cell, type) else type(cell)) in _SPECS
+
+
+def input_weight(cell: RecurrentCell) -> Tensor | None:
+    """``W`` of the cell's input product ``x Wᵀ`` that :func:`run_projected` starts from, or None
+    where the kernel takes no precomputed product (SRU, and cells without a kernel)."""
+    spec = _SPECS.get(type(cell))
+    if spec is None or isinstance(cell, SRUCell):
+        return None
+    return spec(cell)[1][0]
+
+
+def run_projected(
+    kernels: ModuleType,
+    cell: RecurrentCell,
+    xp: Tensor,
+    state: tuple[Tensor, ...],
+    lengths: Tensor,
+    reverse: bool,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """:func:`run_cell` for inference from ``xp = x Wᵀ (T, B, G)`` (``W``: :func:`input_weight`, no
+    bias) computed by the caller, e.g. looked up from a table of embedding rows or from an int8 GEMM."""
+    kind, proj, params, options = _SPECS[type(cell)](cell)
+    result = kernels.forward_projected(kind, xp, proj, list(state), params, lengths, reverse, options)
+    return result[0], tuple(result[1 : 1 + len(state)])
 
 
 def run_cell(

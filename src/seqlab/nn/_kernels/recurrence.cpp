@@ -1992,9 +1992,13 @@ void check_arity(const std::string& kind, size_t states, size_t params) {
 // One layer and direction.  x (T, B, I); proj = [W (G, I)] or [W, b (G)]: the
 // input projection xp = x W^T of every step is one GEMM here, into a pooled
 // buffer (the kernels add b, if any, in their pointwise pass).  Returns [output (T, B, H), final state..., saved for backward...].
-std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const std::vector<Tensor>& proj_in,
-                            const std::vector<Tensor>& state_in, const std::vector<Tensor>& params_in,
-                            const Tensor& lengths_in, bool reverse, const std::vector<double>& options, bool train) {
+// forward() and forward_projected(): with ``projected`` x_in is already x W^T (T, B, G) of the
+// caller's x, for inference from products computed elsewhere (a table of an embedding's rows, an int8
+// GEMM); SRU, which projects inside its time loop, cannot take one.
+std::vector<Tensor> run_forward(const std::string& kind, const Tensor& x_in, const std::vector<Tensor>& proj_in,
+                                const std::vector<Tensor>& state_in, const std::vector<Tensor>& params_in,
+                                const Tensor& lengths_in, bool reverse, const std::vector<double>& options, bool train,
+                                bool projected) {
   std::vector<Tensor> proj = contiguous(proj_in), state = contiguous(state_in), params = contiguous(params_in);
   const Tensor x = x_in.contiguous(), lengths = lengths_in.contiguous();
   check(x, proj, lengths), check(x, state, lengths), check(x, params, lengths);
@@ -2005,11 +2009,15 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
   TORCH_CHECK(proj.size() > 1 || (kind != "peephole" && kind != "cifg" && kind != "janet" && kind != "nested_lstm" &&
                                    kind != "gru" && kind != "elman"),
               "seqlab kernels: ", kind, " takes its input projection as [W, b]");
+  TORCH_CHECK(!projected || (kind != "sru" && I == G), "seqlab kernels: forward_projected takes x W^T of ", G,
+              " columns and no SRU, got ", kind, " with ", I);
   // xp = x W^T without the bias b: the kernels that have one add it in their pointwise pass,
   // which is cheaper than addmm's broadcast copy of b into every row before the GEMM.  SRU
   // projects inside its time loop.
   Tensor xp;
-  if (kind != "sru") {
+  if (projected) {
+    xp = x;
+  } else if (kind != "sru") {
     xp = fresh({T, B, G}, x.options());
     Tensor xp2 = xp.view({T * B, G});
     mm_into(xp2, x.view({T * B, I}), proj[0].t());
@@ -2038,6 +2046,18 @@ std::vector<Tensor> forward(const std::string& kind, const Tensor& x_in, const s
       TORCH_CHECK(false, "seqlab kernels: unknown kind ", kind);
   });
   return result;
+}
+
+std::vector<Tensor> forward(const std::string& kind, const Tensor& x, const std::vector<Tensor>& proj,
+                            const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                            const Tensor& lengths, bool reverse, const std::vector<double>& options, bool train) {
+  return run_forward(kind, x, proj, state, params, lengths, reverse, options, train, false);
+}
+
+std::vector<Tensor> forward_projected(const std::string& kind, const Tensor& xp, const std::vector<Tensor>& proj,
+                                      const std::vector<Tensor>& state, const std::vector<Tensor>& params,
+                                      const Tensor& lengths, bool reverse, const std::vector<double>& options) {
+  return run_forward(kind, xp, proj, state, params, lengths, reverse, options, false, true);
 }
 
 // Backward of forward(): [dx, dW, (db), d state_0..., d params...]; dx is None unless need_dx (the
@@ -2376,6 +2396,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using no_gil = pybind11::call_guard<pybind11::gil_scoped_release>;
   m.def("forward", &seqlab::forward, no_gil(),
         "one layer and direction of a cell over the sequence, input projection included");
+  m.def("forward_projected", &seqlab::forward_projected, no_gil(),
+        "forward() for inference from the input projection x W^T (T, B, G) the caller computed");
   m.def("backward", &seqlab::backward, no_gil(), "backpropagation through time for one layer and direction");
   m.def("forward_autograd", &seqlab::forward_autograd, no_gil(),
         "forward() (training) with an autograd node whose backward runs backward()");
