@@ -4,8 +4,8 @@
 ``torch.ao.quantization.quantize_dynamic``) stores each weight matrix in int8
 with one scale per matrix, quantises the activations on the fly at every
 call, and multiplies in int8 with fbgemm/oneDNN kernels, accumulating in
-int32.  Weights are 4x smaller in memory and the matrix products run
-about 2-3x faster on x86 CPUs; the results move by a small rounding error
+int32.  Weights are 4x smaller in memory and large matrix products run
+faster than in float32 on x86 CPUs; the results move by a small rounding error
 (the WER cost of the shipped G2P model is measured by ``seqlab bench g2p``).
 
 :func:`quantize_dynamic` converts, in a copy of the model:
@@ -16,8 +16,9 @@ about 2-3x faster on x86 CPUs; the results move by a small rounding error
   multiplies the encoder outputs by its context half once per sentence, as
   the float model does);
 - every :class:`~seqlab.nn.Recurrent` of plain LSTM cells into
-  :class:`Int8LSTM`, which runs the whole sequence through torch's quantised
-  LSTM kernel and offers per-step int8 cells for decoders that step one
+  :class:`Int8LSTM`: over a whole sequence, int8 input products and float32
+  recurrences on seqlab's CPU kernels (torch's quantised LSTM kernel where
+  those cannot run), and per-step int8 cells for decoders that step one
   token at a time.
 
 Other cells keep float32 recurrences (their ``nn.Linear`` parts are still
@@ -119,10 +120,9 @@ class Int8LSTM(ConvertedLSTM):
     one int8 GEMM per direction and the recurrences in float32 on the kernels
     (``Recurrent.forward_products``); ``forward_embedded`` takes the first
     layer's products from a float32 table of the embedding rows instead.
-    On an AMD EPYC (Zen 3, AVX2) an int8 GEMM of that size took about 0.6x
-    the float32 time, while torch's quantised LSTM, which also quantises
-    each step's ``h``, ran the G2P encoder hardly faster than the float32
-    kernels.
+    On an AMD EPYC (Zen 3, AVX2) those int8 GEMMs took well under float32's
+    time, while torch's quantised LSTM, which also quantises each step's
+    ``h``, ran the G2P encoder hardly faster than the float32 kernels.
     Without the kernels it runs torch's dynamically quantised LSTM (packed by
     ``lengths``).  ``cells`` are per-step :class:`Int8LSTMCell` copies for
     decoders.

@@ -75,9 +75,7 @@ def _cpu_runner(kernels) -> Runner:
         lengths = _full_lengths(T, B) if lengths is None else lengths.to("cpu").contiguous()
         if state is None:
             state = _zero_state(B, cell.hidden_size, x.dtype, cell.state_size)
-        if projected:
-            return _kernels.run_projected(kernels, cell, x, state, lengths, reverse)
-        return _kernels.run_cell(kernels, cell, x, state, lengths, reverse)
+        return _kernels.run_cell(kernels, cell, x, state, lengths, reverse, projected)
 
     run.takes_products = True
 

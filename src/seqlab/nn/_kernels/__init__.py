@@ -18,6 +18,6 @@ reference loop).
 """
 
 from .build import load
-from .functions import input_weight, run_cell, run_projected, supports
+from .functions import input_weight, run_cell, supports
 
-__all__ = ["load", "run_cell", "run_projected", "input_weight", "supports"]
+__all__ = ["load", "run_cell", "input_weight", "supports"]

@@ -51,7 +51,7 @@ from ..cells import (
     SRUCell,
 )
 
-__all__ = ["supports", "run_cell", "input_weight", "run_projected"]
+__all__ = ["supports", "run_cell", "input_weight"]
 
 # (kernel name, input projection [W] or [W, b], recurrent parameters, scalar options)
 Spec = tuple[str, list[Tensor], list[Tensor], list[float]]
@@ -111,27 +111,12 @@ def supports(cell: RecurrentCell | type[RecurrentCell]) -> bool:
 
 
 def input_weight(cell: RecurrentCell) -> Tensor | None:
-    """``W`` of the cell's input product ``x Wᵀ`` that :func:`run_projected` starts from, or None
+    """``W`` of the cell's input product ``x Wᵀ`` that :func:`run_cell` can start from, or None
     where the kernel takes no precomputed product (SRU, and cells without a kernel)."""
     spec = _SPECS.get(type(cell))
     if spec is None or isinstance(cell, SRUCell):
         return None
     return spec(cell)[1][0]
-
-
-def run_projected(
-    kernels: ModuleType,
-    cell: RecurrentCell,
-    xp: Tensor,
-    state: tuple[Tensor, ...],
-    lengths: Tensor,
-    reverse: bool,
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """:func:`run_cell` for inference from ``xp = x Wᵀ (T, B, G)`` (``W``: :func:`input_weight`, no
-    bias) computed by the caller, e.g. looked up from a table of embedding rows or from an int8 GEMM."""
-    kind, proj, params, options = _SPECS[type(cell)](cell)
-    result = kernels.forward_projected(kind, xp, proj, list(state), params, lengths, reverse, options)
-    return result[0], tuple(result[1 : 1 + len(state)])
 
 
 def run_cell(
@@ -141,15 +126,22 @@ def run_cell(
     state: tuple[Tensor, ...],
     lengths: Tensor,
     reverse: bool,
+    projected: bool = False,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer and direction: ``x (T, B, I)``, ``state`` of ``(B, H)``, ``lengths (B,)`` int64 on the CPU.
 
     Same contract as ``Recurrent._run_direction``: returns ``(T, B, H)``
     outputs (0 past each sequence's length) and the final state.  The cell's
-    input projection is computed by the kernel (its math is ``cell.project``).
+    input projection is computed by the kernel (its math is ``cell.project``),
+    unless ``projected``: then, for inference only, ``x`` is already
+    ``x Wᵀ (T, B, G)`` (``W``: :func:`input_weight`, no bias), computed by the
+    caller, e.g. looked up from a table of embedding rows or by an int8 GEMM.
     """
     kind, proj, params, options = _SPECS[type(cell)](cell)
     n = len(state)
+    if projected:
+        result = kernels.forward_projected(kind, x, proj, list(state), params, lengths, reverse, options)
+        return result[0], tuple(result[1 : 1 + n])
     tensors = (x, *proj, *state, *params)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         result = kernels.forward_autograd(kind, x, proj, list(state), params, lengths, reverse, options)
