@@ -303,7 +303,7 @@ class Recurrent(nn.Module):
         """:meth:`forward_embedded`'s lookup path (``later``: the products of layers 1, 2, ...), or None."""
         weight = embedding.weight
         runner = self._product_runner(weight)
-        if (runner is None or 0 in self.residual_layers or embedding.max_norm is not None
+        if (runner is None or 0 in self.residual_layers or embedding.max_norm is not None or ids.numel() == 0
                 or (torch.is_grad_enabled() and weight.requires_grad)):
             return None
         if ids.dim() != 2:
