@@ -112,11 +112,9 @@ def supports(cell: RecurrentCell | type[RecurrentCell]) -> bool:
 
 def input_weight(cell: RecurrentCell) -> Tensor | None:
     """``W`` of the cell's input product ``x Wᵀ`` that :func:`run_cell` can start from, or None
-    where the kernel takes no precomputed product (SRU, and cells without a kernel)."""
-    spec = _SPECS.get(type(cell))
-    if spec is None or isinstance(cell, SRUCell):
-        return None
-    return spec(cell)[1][0]
+    where the kernel takes no precomputed product (SRU, and cells without a kernel).  Every spec's
+    projection starts with the cell's ``weight_ih``; reading it builds no spec (``_lstm`` allocates)."""
+    return cell.weight_ih if supports(cell) and not isinstance(cell, SRUCell) else None
 
 
 def run_cell(
