@@ -19,6 +19,7 @@ from pathlib import Path
 from . import __version__
 from .errors import SeqlabError
 from .provenance import git_commit
+from .runtime import keep_freed_memory
 
 __all__ = ["main", "build_parser"]
 
@@ -474,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    keep_freed_memory()  # torch's CPU tensors reuse freed memory instead of faulting pages in again
     try:
         status = args.func(args)
         sys.stdout.flush()  # a reader that left shows here, inside the handler below
