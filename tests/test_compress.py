@@ -93,13 +93,74 @@ def test_int8_lstm_runs_int8_products_on_the_kernels_and_torchs_quantised_lstm_w
         want, (h, _) = rnn(x, lengths=lengths)
         kernel_path = q.float_rnn.forward_products(x, q._products, None, lengths)
         assert (kernel_path is not None) == (_kernels.load() is not None)
+        int8_rec = q._int8_recurrences(x)
+        assert (int8_rec is not None) == _kernels.int8_recurrence_available(_kernels.load())
+        full_int8 = q(x, lengths=lengths)  # int8 recurrences too, where the kernels have them
         embedded, (eh, _) = q.forward_embedded(embedding, ids, lengths)
         fallback, (fh, _) = run_native(q.lstm, x, None, lengths, True)
-    runs = [(embedded, eh), (fallback, fh)] + ([(kernel_path[0], kernel_path[1][0])] if kernel_path else [])
+    runs = [(embedded, eh), (fallback, fh), (full_int8[0], full_int8[1][0])]
+    runs += [(kernel_path[0], kernel_path[1][0])] if kernel_path else []
     for got, got_h in runs:
         torch.testing.assert_close(got, want, atol=0.03, rtol=0)
         torch.testing.assert_close(got_h, h, atol=0.03, rtol=0)
     assert bool((embedded[1, 3:] == 0).all())
+
+
+def _int8_recurrence_reference(xp, bias, state, weight, scale, lengths, reverse):
+    """The int8 recurrence in float64: each step's h quantised to 7 bits over all rows (one thread), exact
+    integer products, then the LSTM update; rows past their length keep their state and output 0."""
+    T, B, G = xp.shape
+    H = G // 4
+    h, c = (s.double() for s in state)
+    out = torch.zeros(T, B, H, dtype=torch.float64)
+    w = weight.double()
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        lo, hi = min(float(h.min()), 0.0), max(float(h.max()), 0.0)
+        sh = (hi - lo) / 127 if hi > lo else 1.0
+        z = min(max(round(-lo / sh), 0), 127)
+        hq = torch.clamp(torch.round(h / sh) + z, 0, 255)
+        a = xp[t].double() + bias.double() + sh * scale * ((hq - z) @ w.t())
+        i, f, g, o = a.chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        live = (t < lengths).unsqueeze(1)
+        h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
+        out[t] = h_new * live
+    return out, h, c
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_int8_recurrence_kernel_matches_its_reference(reverse):
+    from seqlab.compress.dynamic import _symmetric_int8
+    from seqlab.nn import _kernels
+    from seqlab.nn.cells import LSTMCell
+
+    kernels = _kernels.load()
+    if not _kernels.int8_recurrence_available(kernels):
+        pytest.skip("the kernels were built without torch's fbgemm (no x86 torch wheel)")
+    torch.manual_seed(0)
+    T, B, H = 6, 5, 16
+    cell = LSTMCell(3, H)
+    xp, lengths = torch.randn(T, B, 4 * H), torch.tensor([6, 2, 4, 1, 6])
+    state = (torch.randn(B, H) * 0.5, torch.randn(B, H))
+    weight, scale = _symmetric_int8(cell.weight_hh.detach())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one block of rows: one quantisation of h per step, as in the reference
+    try:
+        with torch.no_grad():
+            got, (gh, gc) = _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, True, (weight, scale))
+            plain, _ = _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, True)
+    finally:
+        torch.set_num_threads(threads)
+    bias = (cell.bias_ih + cell.bias_hh).detach()
+    want, wh, wc = _int8_recurrence_reference(xp, bias, state, weight, scale, lengths, reverse)
+    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close((gh.double(), gc.double()), (wh, wc), atol=1e-5, rtol=0)
+    assert bool((got[2:, 1] == 0).all()) and bool((got[1:, 3] == 0).all())
+    torch.testing.assert_close(got, plain, atol=0.05, rtol=0)  # and stays near the float recurrence
+    with pytest.raises(ValueError, match="plain LSTM"):
+        _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, False, (weight, scale))
 
 
 def _model_converters():

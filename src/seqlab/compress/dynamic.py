@@ -16,10 +16,11 @@ faster than in float32 on x86 CPUs; the results move by a small rounding error
   multiplies the encoder outputs by its context half once per sentence, as
   the float model does);
 - every :class:`~seqlab.nn.Recurrent` of plain LSTM cells into
-  :class:`Int8LSTM`: over a whole sequence, int8 input products and float32
-  recurrences on seqlab's CPU kernels (torch's quantised LSTM kernel where
-  those cannot run), and per-step int8 cells for decoders that step one
-  token at a time.
+  :class:`Int8LSTM`: over a whole sequence, int8 input products and
+  recurrences with int8 step products (float32 ones where the kernels were
+  built without torch's fbgemm) and float32 gate math, on seqlab's CPU
+  kernels (torch's quantised LSTM kernel where those cannot run), and
+  per-step int8 cells for decoders that step one token at a time.
 
 Other cells keep float32 recurrences (their ``nn.Linear`` parts are still
 converted).  The result is for inference only: it has no gradients.
@@ -36,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..nn import _kernels
 from ..nn.cells import LSTMCell, lstm_update
 from ..nn.recurrent import Recurrent
 
@@ -117,15 +119,17 @@ class Int8LSTM(ConvertedLSTM):
 
     Where seqlab's CPU kernels run, ``forward(x, state=None, lengths=None)``
     computes each layer's input products ``x Wᵀ`` of the whole sequence as
-    one int8 GEMM per direction and the recurrences in float32 on the kernels
+    one int8 GEMM per direction and runs the recurrences on the kernels
     (``Recurrent.forward_products``); ``forward_embedded`` takes the first
     layer's products from a float32 table of the embedding rows instead.
-    On an AMD EPYC (Zen 3, AVX2) those int8 GEMMs took well under float32's
-    time, while torch's quantised LSTM, which also quantises each step's
-    ``h``, ran the G2P encoder hardly faster than the float32 kernels.
+    Where the kernels were built with torch's fbgemm (x86 wheels), each
+    step's recurrent product ``h Uᵀ`` is int8 too: ``U`` with one scale,
+    each step's ``h`` quantised to 7 bits with its own (the scheme of torch's
+    dynamic quantisation), the gate math in float32 in the same fused loop.
     Without the kernels it runs torch's dynamically quantised LSTM (packed by
-    ``lengths``).  ``cells`` are per-step :class:`Int8LSTMCell` copies for
-    decoders.
+    ``lengths``), which quantises the same products but runs the gate math
+    as separate ops.  ``cells`` are per-step :class:`Int8LSTMCell` copies for
+    decoders.  ``seqlab bench g2p`` measures the speed and WER of the result.
     """
 
     def __init__(self, rnn: Recurrent) -> None:
@@ -135,6 +139,18 @@ class Int8LSTM(ConvertedLSTM):
             p.requires_grad_(False)
         with _quiet():
             self.inputs = nn.ModuleList(_convert(_input_linear(cell), {nn.Linear}) for cell in rnn.cells)
+        # Each recurrent weight in int8 with one scale, for the kernels' int8 recurrence.
+        self.recurrent_scales: list[float] = []
+        for k, cell in enumerate(rnn.cells):
+            weight, scale = _symmetric_int8(cell.weight_hh.detach())
+            self.register_buffer(f"recurrent_int8_{k}", weight, persistent=False)
+            self.recurrent_scales.append(scale)
+
+    def _int8_recurrences(self, sample: Tensor):
+        """``Recurrent.forward_products``' ``int8_recurrences``, or None where the kernels lack them."""
+        if not _kernels.int8_recurrence_available(_kernels.load()) or sample.dtype != torch.float32:
+            return None
+        return lambda k: (getattr(self, f"recurrent_int8_{k}"), self.recurrent_scales[k])
 
     def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
         return _convert(lstm, {nn.LSTM})
@@ -150,15 +166,23 @@ class Int8LSTM(ConvertedLSTM):
         return [self.inputs[layer * D + d](rows).view(T, B, -1) for d in range(D)]
 
     def forward(self, x: Tensor, state=None, lengths: Tensor | None = None):
-        result = self.float_rnn.forward_products(x, self._products, state, lengths)
+        result = self.float_rnn.forward_products(x, self._products, state, lengths,
+                                                 int8_recurrences=self._int8_recurrences(x))
         if result is not None:
             return result
         return run_native(self.lstm, x, tuple(state) if state is not None else None, lengths, self.batch_first)
 
     def forward_embedded(self, embedding: nn.Embedding, ids: Tensor, lengths: Tensor | None = None):
         """``self(embedding(ids), lengths=lengths)`` (see ``Recurrent.forward_embedded``)."""
-        result = self.float_rnn._embedded(embedding, ids, lengths, later=self._products)
+        result = self.float_rnn._embedded(embedding, ids, lengths, later=self._products,
+                                          int8_recurrences=self._int8_recurrences(embedding.weight))
         return self(embedding(ids), lengths=lengths) if result is None else result
+
+
+def _symmetric_int8(weight: Tensor) -> tuple[Tensor, float]:
+    """``(W_q, s)``: ``W ≈ s W_q`` with ``W_q`` int8 in [-127, 127], one scale for the matrix."""
+    scale = float(weight.abs().max()) / 127.0 or 1.0
+    return torch.round(weight / scale).clamp_(-127, 127).to(torch.int8).contiguous(), scale
 
 
 def _input_linear(cell: LSTMCell) -> nn.Linear:

@@ -49,6 +49,9 @@ Runner = Callable[[RecurrentCell, Tensor, tuple, "Tensor | None", bool], tuple[T
 # Input products of a layer for inference: (layer, layer input (T, B, I)) -> x Wᵀ (T, B, G) per
 # direction, or None (the kernel multiplies).
 Products = Callable[[int, Tensor], "list[Tensor] | None"]
+# Int8 recurrent weights for inference from given products: layer-direction index -> (U_q, scale) or None
+# (see _kernels.run_cell).
+Int8Recurrences = Callable[[int], "tuple[Tensor, float] | None"]
 
 
 # The kernels only read their lengths and initial state (they copy the state
@@ -69,13 +72,13 @@ def _zero_state(B: int, H: int, dtype: torch.dtype, n: int) -> tuple[Tensor, ...
 
 
 def _cpu_runner(kernels) -> Runner:
-    def run(cell, x, state, lengths, reverse, projected=False):
-        # projected: x is already x Wᵀ (_kernels.input_weight), for inference.
+    def run(cell, x, state, lengths, reverse, projected=False, int8_recurrence=None):
+        # projected: x is already x Wᵀ (_kernels.input_weight), for inference; int8_recurrence: see run_cell.
         T, B = x.shape[:2]  # the compiled kernels take every length, as int64 on the CPU
         lengths = _full_lengths(T, B) if lengths is None else lengths.to("cpu").contiguous()
         if state is None:
             state = _zero_state(B, cell.hidden_size, x.dtype, cell.state_size)
-        return _kernels.run_cell(kernels, cell, x, state, lengths, reverse, projected)
+        return _kernels.run_cell(kernels, cell, x, state, lengths, reverse, projected, int8_recurrence)
 
     run.takes_products = True
 
@@ -269,12 +272,15 @@ class Recurrent(nn.Module):
         result = self._embedded(embedding, ids, lengths)
         return self(embedding(ids), lengths=lengths) if result is None else result
 
-    def forward_products(self, x: Tensor, products: Products, state: StateArg = None, lengths: Tensor | None = None):
+    def forward_products(self, x: Tensor, products: Products, state: StateArg = None, lengths: Tensor | None = None,
+                         *, int8_recurrences: Int8Recurrences | None = None):
         """``self(x, state, lengths)`` for inference on seqlab's CPU kernels, with each layer's input
         products ``x Wᵀ`` (``W``: the cell's ``weight_ih``, no bias) from ``products(layer,
         layer_input)``: a list of ``(T, B, G)``, one per direction, or None to let the kernel multiply.
         For int8 or other number formats of that product (``seqlab.compress``).  Returns None where
         this path cannot run (training, gradients, not seqlab's CPU kernels, SRU): the caller falls back.
+        ``int8_recurrences(k)``, for plain LSTM cells: layer-direction ``k``'s recurrent weight in int8
+        (``_kernels.run_cell``'s ``int8_recurrence``), used where its products are given.
         """
         runner = self._product_runner(x)
         if runner is None:
@@ -284,7 +290,8 @@ class Recurrent(nn.Module):
         x = x.transpose(0, 1) if self.batch_first else x
         T, B = x.shape[:2]
         lengths = None if lengths is None else self._check_lengths(lengths, T, B)
-        output, final = self._forward_layers(x, self._check_state(state, B), lengths, runner, products)
+        output, final = self._forward_layers(x, self._check_state(state, B), lengths, runner, products,
+                                             int8_recurrences)
         return self._finish(output, final)
 
     def _product_runner(self, sample: Tensor) -> Runner | None:
@@ -299,8 +306,10 @@ class Recurrent(nn.Module):
         )
         return runner if usable else None
 
-    def _embedded(self, embedding: nn.Embedding, ids: Tensor, lengths: Tensor | None, later: Products | None = None):
-        """:meth:`forward_embedded`'s lookup path (``later``: the products of layers 1, 2, ...), or None."""
+    def _embedded(self, embedding: nn.Embedding, ids: Tensor, lengths: Tensor | None, later: Products | None = None,
+                  int8_recurrences: Int8Recurrences | None = None):
+        """:meth:`forward_embedded`'s lookup path (``later``: the products of layers 1, 2, ...; see
+        :meth:`forward_products` for ``int8_recurrences``), or None."""
         weight = embedding.weight
         runner = self._product_runner(weight)
         if (runner is None or 0 in self.residual_layers or embedding.max_norm is not None or ids.numel() == 0
@@ -317,7 +326,7 @@ class Recurrent(nn.Module):
         def products(layer: int, layer_input: Tensor) -> list[Tensor] | None:
             return first if layer == 0 else later(layer, layer_input) if later is not None else None
 
-        output, final = self._forward_layers(first[0], None, lengths, runner, products)
+        output, final = self._forward_layers(first[0], None, lengths, runner, products, int8_recurrences)
         return self._finish(output, final)
 
     def _finish(self, output: Tensor, final: tuple[Tensor, ...]):
@@ -450,7 +459,7 @@ class Recurrent(nn.Module):
 
     # ---- seqlab's compiled kernels or the reference loop
 
-    def _forward_layers(self, x: Tensor, states, lengths, kernels=None, products=None):
+    def _forward_layers(self, x: Tensor, states, lengths, kernels=None, products=None, int8_recurrences=None):
         """(T, B, I) -> (T, B, D*H), layer by layer and direction by direction.
 
         With ``kernels`` (a runner) each direction is one compiled or Triton run,
@@ -458,7 +467,7 @@ class Recurrent(nn.Module):
         layer_input)``, for inference on the CPU runner, may give each
         direction's input product ``x Wᵀ`` of a layer (a list of ``(T, B, G)``;
         None: the kernel multiplies); for the first layer ``x`` then only
-        carries the shape.
+        carries the shape; ``int8_recurrences`` then gives int8 recurrent weights (forward_products).
         """
         if kernels is not None and states is None and lengths is None and len(self.cells) == 1 \
                 and not self.residual_layers:
@@ -481,7 +490,9 @@ class Recurrent(nn.Module):
                 cell = self.cells[k]
                 state = cell.init_state(B, x) if states is None else tuple(s[k] for s in states)
                 if given is not None:
-                    output, state = kernels(cell, given[direction], state, lengths, direction == 1, projected=True)
+                    int8 = int8_recurrences(k) if int8_recurrences is not None else None
+                    output, state = kernels(cell, given[direction], state, lengths, direction == 1, projected=True,
+                                            int8_recurrence=int8)
                 elif kernels is not None:
                     output, state = kernels(cell, layer_input, state, lengths, direction == 1)
                 else:

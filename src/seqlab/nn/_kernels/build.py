@@ -13,6 +13,11 @@ Environment:
 * ``SEQLAB_KERNEL_CACHE=DIR``: where to build (default
   ``$XDG_CACHE_HOME/seqlab/kernels``, i.e. ``~/.cache/seqlab/kernels``).
 
+Where torch ships fbgemm's headers and exports its int8 GEMM (x86 wheels),
+the build also compiles the int8 LSTM recurrence that
+``seqlab.compress.Int8LSTM`` runs (``forward_projected_int8``); elsewhere
+that entry is absent and int8 models keep float32 recurrences.
+
 The build needs a C++ compiler (``$CXX``, else ``c++``) and ninja, which
 seqlab installs from PyPI (the ``ninja`` package; its binary is put on
 ``PATH`` for the build when the system has none).  When the kernels cannot
@@ -81,7 +86,21 @@ def _flags() -> tuple[list[str], list[str]]:
         cflags.append("-DSEQLAB_USE_BLAS")
     if _torch_exports("sgemm_pack_get_size_", "sgemm_pack_", "sgemm_compute_"):
         cflags.append("-DSEQLAB_USE_MKL_PACK")
+    # The int8 recurrence (Int8LSTM) calls fbgemm inside libtorch_cpu, where torch ships its headers
+    # and exports the three pieces it uses (x86 wheels).
+    if (Path(torch.__file__).parent / "include" / "fbgemm" / "Fbgemm.h").is_file() and _torch_exports(*_FBGEMM):
+        cflags.append("-DSEQLAB_USE_FBGEMM")
     return cflags, ["-fopenmp"]
+
+
+# fbgemm's packed int8 weights, float rows quantised as they are packed, and the product back to float.
+_FBGEMM = (
+    "_ZN6fbgemm11PackBMatrixIaiEC1ENS_11matrix_op_tEiiPKaiPaiPKNS_15BlockingFactorsE",
+    "_ZN6fbgemm23PackAWithQuantRowOffsetIhiEC1ENS_11matrix_op_tEiiPKfiPhfiiPiPKNS_15BlockingFactorsE",
+    "_ZN6fbgemm12fbgemmPackedINS_23PackAWithQuantRowOffsetIhiEENS_11PackBMatrixIaiEEfNS_18ReQuantizeForFloatILb0E"
+    "LNS_23QuantizationGranularityE0EfiNS_9DoNothingIffEEEEEEvRNS_10PackMatrixIT_NSB_7inpTypeENSB_7accTypeEEERNSA_IT0"
+    "_NSG_7inpTypeENSG_7accTypeEEEPT1_PijRKT2_iiPKNS_15BlockingFactorsE",
+)
 
 
 def _torch_exports(*symbols: str) -> bool:

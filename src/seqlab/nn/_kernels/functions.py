@@ -51,7 +51,7 @@ from ..cells import (
     SRUCell,
 )
 
-__all__ = ["supports", "run_cell", "input_weight"]
+__all__ = ["supports", "run_cell", "input_weight", "int8_recurrence_available"]
 
 # (kernel name, input projection [W] or [W, b], recurrent parameters, scalar options)
 Spec = tuple[str, list[Tensor], list[Tensor], list[float]]
@@ -117,6 +117,11 @@ def input_weight(cell: RecurrentCell) -> Tensor | None:
     return cell.weight_ih if supports(cell) and not isinstance(cell, SRUCell) else None
 
 
+def int8_recurrence_available(kernels: ModuleType | None) -> bool:
+    """Whether ``kernels`` can run an LSTM's recurrent products in int8 (built against torch's fbgemm)."""
+    return kernels is not None and hasattr(kernels, "forward_projected_int8")
+
+
 def run_cell(
     kernels: ModuleType,
     cell: RecurrentCell,
@@ -125,6 +130,7 @@ def run_cell(
     lengths: Tensor,
     reverse: bool,
     projected: bool = False,
+    int8_recurrence: tuple[Tensor, float] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer and direction: ``x (T, B, I)``, ``state`` of ``(B, H)``, ``lengths (B,)`` int64 on the CPU.
 
@@ -134,7 +140,19 @@ def run_cell(
     unless ``projected``: then, for inference only, ``x`` is already
     ``x Wᵀ (T, B, G)`` (``W``: :func:`input_weight`, no bias), computed by the
     caller, e.g. looked up from a table of embedding rows or by an int8 GEMM.
+    ``int8_recurrence``, with ``projected``, for a plain LSTM cell: ``(U_q,
+    scale)``, its recurrent weight in int8 (``(4H, H)``, ``U ≈ scale U_q``);
+    each step's product ``h U^T`` then runs in int8 too (``kernels`` built
+    with fbgemm: :func:`int8_recurrence_available`).
     """
+    if int8_recurrence is not None:
+        if not (projected and type(cell) is LSTMCell and int8_recurrence_available(kernels)):
+            raise ValueError("int8_recurrence runs a plain LSTM cell from given input products, on kernels "
+                             "built with fbgemm")
+        weight, scale = int8_recurrence
+        result = kernels.forward_projected_int8(x, cell.bias_ih + cell.bias_hh, list(state), weight, scale, lengths,
+                                                reverse)
+        return result[0], tuple(result[1:3])
     kind, proj, params, options = _SPECS[type(cell)](cell)
     n = len(state)
     if projected:

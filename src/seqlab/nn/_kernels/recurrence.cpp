@@ -51,6 +51,10 @@
 
 #include <unistd.h>  // sysconf
 
+#ifdef SEQLAB_USE_FBGEMM
+#include <fbgemm/Fbgemm.h>  // the int8 GEMMs inside libtorch_cpu (torch's dynamic quantisation runs on them)
+#endif
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -598,6 +602,52 @@ class StepGemm<float> {
 #endif
 };
 
+#ifdef SEQLAB_USE_FBGEMM
+// An int8 recurrent product for inference: R = h U^T with U (n, k) held in int8 with one scale
+// (symmetric, zero point 0), and each call's rows of h quantised to unsigned 7-bit integers with
+// their own scale and zero point (min and max over the rows; 7 bits so that fbgemm's pairs of u8 x s8
+// products cannot overflow 16 bits, as torch's dynamic quantisation does on x86).  fbgemm
+// multiplies in int8 with int32 sums and turns them back into float:
+//   R = s_h s_U (q_h q_U^T - z_h colsum(q_U)).
+class Int8StepGemm {
+ public:
+  Int8StepGemm(const int8_t* u, int64_t n, int64_t k, float scale)
+      : n_(n), k_(k), scale_(scale), packed_(fbgemm::matrix_op_t::Transpose, k, n, u, k, nullptr, 1), sums_(n) {
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < k; ++i) sum += u[j * k + i];
+      sums_[j] = sum;
+    }
+  }
+  int64_t bytes() const { return n_ * k_; }
+  void operator()(const float* a, float beta, float* c, int64_t b0, int64_t b1) const {
+    TORCH_CHECK(beta == 0.0f, "seqlab kernels: the int8 step product overwrites its output");
+    const int64_t m = b1 - b0;
+    if (m <= 0) return;
+    const float* rows = a + b0 * k_;
+    float lo = 0.0f, hi = 0.0f;  // the range always holds 0, so that 0 is exact
+    for (int64_t i = 0; i < m * k_; ++i) lo = std::min(lo, rows[i]), hi = std::max(hi, rows[i]);
+    const float s = hi > lo ? (hi - lo) / 127.0f : 1.0f;
+    const int32_t z = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, 127.0f));
+    thread_local std::vector<int32_t> sums32;
+    sums32.resize(static_cast<size_t>(m * n_));
+    fbgemm::PackAWithQuantRowOffset<uint8_t> packed_rows(fbgemm::matrix_op_t::NoTranspose, m, k_, rows, k_, nullptr,
+                                                         s, z, 1, nullptr);
+    fbgemm::DoNothing<float, float> done;
+    const int32_t zero = 0;
+    fbgemm::ReQuantizeForFloat<false> to_float(done, s, &scale_, z, &zero, packed_rows.getRowOffsetBuffer(),
+                                               sums_.data(), nullptr, n_);
+    fbgemm::fbgemmPacked(packed_rows, packed_, c + b0 * n_, sums32.data(), n_, to_float, 0, 1);
+  }
+
+ private:
+  int64_t n_, k_;
+  float scale_;
+  mutable fbgemm::PackBMatrix<int8_t> packed_;  // fbgemm takes it by reference; a call only reads it
+  std::vector<int32_t> sums_;  // column sums of q_U, for h's zero point
+};
+#endif
+
 // The whole-sequence products (and the weight-gradient rings below) run on
 // seqlab's panels where they run the per-step GEMMs (PanelGemm::product; on such
 // CPUs they also beat MKL's GEMM), else on the BLAS.
@@ -811,18 +861,18 @@ inline T* next_state(const Tensor& buffer, const Tensor& final, const Steps& st,
 // floats less written and read per row and step.
 // ---------------------------------------------------------------------------
 
-template <typename T>
-std::vector<Tensor> peephole_forward(const Tensor& xp, const T* xb, const std::vector<Tensor>& state,
-                                     const std::vector<Tensor>& params, const int64_t* len, Steps st) {
+// The time loop with any recurrent product: ``recurrent(h, 0, R, b0, b1)`` writes rows b0..b1 of
+// R = h U^T (B, 4H); ``recurrent.bytes()`` is the weight it streams per step.
+template <typename T, class Recurrent>
+std::vector<Tensor> peephole_loop(const Tensor& xp, const T* xb, const std::vector<Tensor>& state, const Tensor& P,
+                                  const Recurrent& recurrent, const int64_t* len, Steps st) {
   using A = Act<T>;
   const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
-  const Tensor &U = params[0], &P = params[1];
   Tensor out = fresh({st.T, B, H}, xp.options());
   Tensor hT = fresh({B, H}, xp.options()), cT = fresh({B, H}, xp.options());
   Tensor Hs = state_buffer(state[0], st), Cs = state_buffer(state[1], st);
   Tensor acts = fresh({st.acts(), B, 4 * H}, xp.options());
   Tensor R = fresh({B, G}, xp.options());
-  const StepGemm<T> recurrent(cptr<T>(U), B, G, H, true);
   const T *p_i = cptr<T>(P), *p_f = p_i + H, *p_o = p_i + 2 * H;
   const Buf<T> X = buf<T>(xp), O = buf<T>(out), AC = buf<T>(acts), HS = buf<T>(Hs), CS = buf<T>(Cs);
   T* const r_all = R.data_ptr<T>();
@@ -863,6 +913,14 @@ std::vector<Tensor> peephole_forward(const Tensor& xp, const T* xb, const std::v
   if (st.T == 0) hT.copy_(state[0]), cT.copy_(state[1]);
   if (!st.train) return {out, hT, cT};
   return {out, hT, cT, Hs, Cs, acts};
+}
+
+template <typename T>
+std::vector<Tensor> peephole_forward(const Tensor& xp, const T* xb, const std::vector<Tensor>& state,
+                                     const std::vector<Tensor>& params, const int64_t* len, Steps st) {
+  const int64_t B = xp.size(1), H = state[0].size(1);
+  const StepGemm<T> recurrent(cptr<T>(params[0]), B, 4 * H, H, true);
+  return peephole_loop<T>(xp, xb, state, params[1], recurrent, len, st);
 }
 
 template <typename T>
@@ -2060,6 +2118,29 @@ std::vector<Tensor> forward_projected(const std::string& kind, const Tensor& xp,
   return run_forward(kind, xp, proj, state, params, lengths, reverse, options, false, true);
 }
 
+#ifdef SEQLAB_USE_FBGEMM
+// Inference of one LSTM layer and direction from its input products xp = x W^T (T, B, 4H), float32,
+// with the recurrent product in int8 (Int8StepGemm): U_q (4H, H) int8 with scale ``scale``; b (4H)
+// both biases summed.  Returns [output (T, B, H), h_T, c_T].
+std::vector<Tensor> forward_projected_int8(const Tensor& xp_in, const Tensor& b_in, const std::vector<Tensor>& state_in,
+                                           const Tensor& u_in, double scale, const Tensor& lengths_in, bool reverse) {
+  const Tensor xp = xp_in.contiguous(), b = b_in.contiguous(), u = u_in.contiguous(), lengths = lengths_in.contiguous();
+  std::vector<Tensor> state = contiguous(state_in);
+  check(xp, {b}, lengths), check(xp, state, lengths);
+  TORCH_CHECK(xp.scalar_type() == at::kFloat, "seqlab kernels: the int8 recurrence takes float32 input products");
+  TORCH_CHECK(state.size() == 2, "seqlab kernels: an LSTM state is (h, c)");
+  const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
+  TORCH_CHECK(xp.size(2) == G && b.numel() == G && u.device().is_cpu() && u.scalar_type() == at::kChar && u.dim() == 2 && u.size(0) == G &&
+                  u.size(1) == H,
+              "seqlab kernels: forward_projected_int8 takes xp (T, B, 4H), b (4H) and int8 U (4H, H)");
+  TORCH_CHECK(lengths.numel() == B, "seqlab kernels: one length per row");
+  const Int8StepGemm recurrent(u.data_ptr<int8_t>(), G, H, static_cast<float>(scale));
+  const Tensor no_peephole = at::zeros({3, H}, xp.options());
+  return peephole_loop<float>(xp, b.data_ptr<float>(), state, no_peephole, recurrent, lengths.data_ptr<int64_t>(),
+                              Steps{xp.size(0), reverse, false});
+}
+#endif
+
 // Backward of forward(): [dx, dW, (db), d state_0..., d params...]; dx is None unless need_dx (the
 // input does not always require grad, and then its GEMM is skipped).
 std::vector<Tensor> backward(const std::string& kind, const Tensor& dout_in, const std::vector<Tensor>& dfinal_in,
@@ -2401,6 +2482,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &seqlab::backward, no_gil(), "backpropagation through time for one layer and direction");
   m.def("forward_autograd", &seqlab::forward_autograd, no_gil(),
         "forward() (training) with an autograd node whose backward runs backward()");
+#ifdef SEQLAB_USE_FBGEMM
+  m.def("forward_projected_int8", &seqlab::forward_projected_int8, no_gil(),
+        "an LSTM layer and direction for inference from x W^T, with its recurrent product in int8 (fbgemm)");
+#endif
   m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
   m.def("dot_attention", &seqlab::dot_attention, pybind11::arg("q"), pybind11::arg("keys"), pybind11::arg("values"),
         pybind11::arg("mask"), pybind11::arg("rows") = pybind11::none(),
