@@ -120,7 +120,7 @@ def _int8_recurrence_reference(xp, bias, state, weight, scale, lengths, reverse)
         sh = (hi - lo) / 127 if hi > lo else 1.0
         z = min(max(round(-lo / sh), 0), 127)
         hq = torch.clamp(torch.round(h / sh) + z, 0, 255)
-        a = xp[t].double() + bias.double() + sh * scale * ((hq - z) @ w.t())
+        a = xp[t].double() + bias.double() + sh * scale.double() * ((hq - z) @ w.t())
         i, f, g, o = a.chunk(4, dim=-1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(c_new)

@@ -123,7 +123,7 @@ class Int8LSTM(ConvertedLSTM):
     (``Recurrent.forward_products``); ``forward_embedded`` takes the first
     layer's products from a float32 table of the embedding rows instead.
     Where the kernels were built with torch's fbgemm (x86 wheels), each
-    step's recurrent product ``h Uᵀ`` is int8 too: ``U`` with one scale,
+    step's recurrent product ``h Uᵀ`` is int8 too: ``U`` with a scale per row,
     each step's ``h`` quantised to 7 bits with its own (the scheme of torch's
     dynamic quantisation), the gate math in float32 in the same fused loop.
     Without the kernels it runs torch's dynamically quantised LSTM (packed by
@@ -139,18 +139,17 @@ class Int8LSTM(ConvertedLSTM):
             p.requires_grad_(False)
         with _quiet():
             self.inputs = nn.ModuleList(_convert(_input_linear(cell), {nn.Linear}) for cell in rnn.cells)
-        # Each recurrent weight in int8 with one scale, for the kernels' int8 recurrence.
-        self.recurrent_scales: list[float] = []
+        # Each recurrent weight in int8 with a scale per row, for the kernels' int8 recurrence.
         for k, cell in enumerate(rnn.cells):
             weight, scale = _symmetric_int8(cell.weight_hh.detach())
             self.register_buffer(f"recurrent_int8_{k}", weight, persistent=False)
-            self.recurrent_scales.append(scale)
+            self.register_buffer(f"recurrent_scale_{k}", scale, persistent=False)
 
     def _int8_recurrences(self, sample: Tensor):
         """``Recurrent.forward_products``' ``int8_recurrences``, or None where the kernels lack them."""
         if not _kernels.int8_recurrence_available(_kernels.load()) or sample.dtype != torch.float32:
             return None
-        return lambda k: (getattr(self, f"recurrent_int8_{k}"), self.recurrent_scales[k])
+        return lambda k: (getattr(self, f"recurrent_int8_{k}"), getattr(self, f"recurrent_scale_{k}"))
 
     def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
         return _convert(lstm, {nn.LSTM})
@@ -179,10 +178,11 @@ class Int8LSTM(ConvertedLSTM):
         return self(embedding(ids), lengths=lengths) if result is None else result
 
 
-def _symmetric_int8(weight: Tensor) -> tuple[Tensor, float]:
-    """``(W_q, s)``: ``W ≈ s W_q`` with ``W_q`` int8 in [-127, 127], one scale for the matrix."""
-    scale = float(weight.abs().max()) / 127.0 or 1.0
-    return torch.round(weight / scale).clamp_(-127, 127).to(torch.int8).contiguous(), scale
+def _symmetric_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """``(W_q, s)``: ``W ≈ s[:, None] W_q`` with ``W_q`` int8 in [-127, 127], a float32 scale per row."""
+    scale = weight.abs().amax(dim=1).float() / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(weight / scale[:, None]).clamp_(-127, 127).to(torch.int8).contiguous(), scale.contiguous()
 
 
 def _input_linear(cell: LSTMCell) -> nn.Linear:

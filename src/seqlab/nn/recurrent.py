@@ -51,7 +51,7 @@ Runner = Callable[[RecurrentCell, Tensor, tuple, "Tensor | None", bool], tuple[T
 Products = Callable[[int, Tensor], "list[Tensor] | None"]
 # Int8 recurrent weights for inference from given products: layer-direction index -> (U_q, scale) or None
 # (see _kernels.run_cell).
-Int8Recurrences = Callable[[int], "tuple[Tensor, float] | None"]
+Int8Recurrences = Callable[[int], "tuple[Tensor, Tensor] | None"]
 
 
 # The kernels only read their lengths and initial state (they copy the state

@@ -130,7 +130,7 @@ def run_cell(
     lengths: Tensor,
     reverse: bool,
     projected: bool = False,
-    int8_recurrence: tuple[Tensor, float] | None = None,
+    int8_recurrence: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer and direction: ``x (T, B, I)``, ``state`` of ``(B, H)``, ``lengths (B,)`` int64 on the CPU.
 
@@ -141,7 +141,8 @@ def run_cell(
     ``x Wᵀ (T, B, G)`` (``W``: :func:`input_weight`, no bias), computed by the
     caller, e.g. looked up from a table of embedding rows or by an int8 GEMM.
     ``int8_recurrence``, with ``projected``, for a plain LSTM cell: ``(U_q,
-    scale)``, its recurrent weight in int8 (``(4H, H)``, ``U ≈ scale U_q``);
+    scales)``, its recurrent weight in int8 with a float32 scale per row
+    (``(4H, H)`` and ``(4H,)``, ``U ≈ scales[:, None] U_q``);
     each step's product ``h U^T`` then runs in int8 too (``kernels`` built
     with fbgemm: :func:`int8_recurrence_available`).
     """

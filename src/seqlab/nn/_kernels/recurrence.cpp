@@ -603,16 +603,17 @@ class StepGemm<float> {
 };
 
 #ifdef SEQLAB_USE_FBGEMM
-// An int8 recurrent product for inference: R = h U^T with U (n, k) held in int8 with one scale
+// An int8 recurrent product for inference: R = h U^T with U (n, k) held in int8 with a scale per row
 // (symmetric, zero point 0), and each call's rows of h quantised to unsigned 7-bit integers with
 // their own scale and zero point (min and max over the rows; 7 bits so that fbgemm's pairs of u8 x s8
 // products cannot overflow 16 bits, as torch's dynamic quantisation does on x86).  fbgemm
-// multiplies in int8 with int32 sums and turns them back into float:
-//   R = s_h s_U (q_h q_U^T - z_h colsum(q_U)).
+// multiplies in int8 with int32 sums and turns them back into float, column j of R:
+//   R_j = s_h s_U[j] (q_h q_U[j]^T - z_h sum(q_U[j])).
 class Int8StepGemm {
  public:
-  Int8StepGemm(const int8_t* u, int64_t n, int64_t k, float scale)
-      : n_(n), k_(k), scale_(scale), packed_(fbgemm::matrix_op_t::Transpose, k, n, u, k, nullptr, 1), sums_(n) {
+  Int8StepGemm(const int8_t* u, int64_t n, int64_t k, const float* scales)
+      : n_(n), k_(k), scales_(scales, scales + n), zeros_(n, 0),
+        packed_(fbgemm::matrix_op_t::Transpose, k, n, u, k, nullptr, 1), sums_(n) {
     for (int64_t j = 0; j < n; ++j) {
       int32_t sum = 0;
       for (int64_t i = 0; i < k; ++i) sum += u[j * k + i];
@@ -634,15 +635,15 @@ class Int8StepGemm {
     fbgemm::PackAWithQuantRowOffset<uint8_t> packed_rows(fbgemm::matrix_op_t::NoTranspose, m, k_, rows, k_, nullptr,
                                                          s, z, 1, nullptr);
     fbgemm::DoNothing<float, float> done;
-    const int32_t zero = 0;
-    fbgemm::ReQuantizeForFloat<false> to_float(done, s, &scale_, z, &zero, packed_rows.getRowOffsetBuffer(),
-                                               sums_.data(), nullptr, n_);
+    fbgemm::ReQuantizeForFloat<false, fbgemm::QuantizationGranularity::OUT_CHANNEL> to_float(
+        done, s, scales_.data(), z, zeros_.data(), packed_rows.getRowOffsetBuffer(), sums_.data(), nullptr, n_);
     fbgemm::fbgemmPacked(packed_rows, packed_, c + b0 * n_, sums32.data(), n_, to_float, 0, 1);
   }
 
  private:
   int64_t n_, k_;
-  float scale_;
+  std::vector<float> scales_;
+  std::vector<int32_t> zeros_;  // U's zero points: 0 (symmetric)
   mutable fbgemm::PackBMatrix<int8_t> packed_;  // fbgemm takes it by reference; a call only reads it
   std::vector<int32_t> sums_;  // column sums of q_U, for h's zero point
 };
@@ -2120,21 +2121,23 @@ std::vector<Tensor> forward_projected(const std::string& kind, const Tensor& xp,
 
 #ifdef SEQLAB_USE_FBGEMM
 // Inference of one LSTM layer and direction from its input products xp = x W^T (T, B, 4H), float32,
-// with the recurrent product in int8 (Int8StepGemm): U_q (4H, H) int8 with scale ``scale``; b (4H)
-// both biases summed.  Returns [output (T, B, H), h_T, c_T].
+// with the recurrent product in int8 (Int8StepGemm): U_q (4H, H) int8 with a float32 scale per row
+// (``scales`` (4H)); b (4H) both biases summed.  Returns [output (T, B, H), h_T, c_T].
 std::vector<Tensor> forward_projected_int8(const Tensor& xp_in, const Tensor& b_in, const std::vector<Tensor>& state_in,
-                                           const Tensor& u_in, double scale, const Tensor& lengths_in, bool reverse) {
+                                           const Tensor& u_in, const Tensor& scales_in, const Tensor& lengths_in,
+                                           bool reverse) {
   const Tensor xp = xp_in.contiguous(), b = b_in.contiguous(), u = u_in.contiguous(), lengths = lengths_in.contiguous();
+  const Tensor scales = scales_in.contiguous();
   std::vector<Tensor> state = contiguous(state_in);
-  check(xp, {b}, lengths), check(xp, state, lengths);
+  check(xp, {b, scales}, lengths), check(xp, state, lengths);
   TORCH_CHECK(xp.scalar_type() == at::kFloat, "seqlab kernels: the int8 recurrence takes float32 input products");
   TORCH_CHECK(state.size() == 2, "seqlab kernels: an LSTM state is (h, c)");
   const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
   TORCH_CHECK(xp.size(2) == G && b.numel() == G && u.device().is_cpu() && u.scalar_type() == at::kChar && u.dim() == 2 && u.size(0) == G &&
-                  u.size(1) == H,
-              "seqlab kernels: forward_projected_int8 takes xp (T, B, 4H), b (4H) and int8 U (4H, H)");
+                  u.size(1) == H && scales.numel() == G,
+              "seqlab kernels: forward_projected_int8 takes xp (T, B, 4H), b (4H), int8 U (4H, H) and scales (4H)");
   TORCH_CHECK(lengths.numel() == B, "seqlab kernels: one length per row");
-  const Int8StepGemm recurrent(u.data_ptr<int8_t>(), G, H, static_cast<float>(scale));
+  const Int8StepGemm recurrent(u.data_ptr<int8_t>(), G, H, scales.data_ptr<float>());
   const Tensor no_peephole = at::zeros({3, H}, xp.options());
   return peephole_loop<float>(xp, b.data_ptr<float>(), state, no_peephole, recurrent, lengths.data_ptr<int64_t>(),
                               Steps{xp.size(0), reverse, false});
