@@ -524,6 +524,20 @@ def test_missing_compiler_is_one_line_naming_it(tmp_path):
     assert not any(tmp_path.rglob("*.so"))
 
 
+def test_an_int8_recurrence_that_does_not_compile_leaves_the_rest_built(monkeypatch, tmp_path, caplog):
+    # A source that fails only with the fbgemm flag, as a torch whose fbgemm headers break here would.
+    source = tmp_path / "probe.cpp"
+    source.write_text('#ifdef SEQLAB_USE_FBGEMM\n#error "these fbgemm headers do not compile"\n#endif\n'
+                      "#include <pybind11/pybind11.h>\n"
+                      'PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("built", [] { return 1; }); }\n')
+    monkeypatch.setattr(build, "_flags", lambda: (["-O0", build.FBGEMM_FLAG], []))
+    with caplog.at_level(logging.WARNING, logger="seqlab.kernels"):
+        module = build.compile_extension("seqlab_fbgemm_probe", source, tmp_path)
+    assert module.built() == 1
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        "seqlab: building the kernels without the int8 recurrence"]
+
+
 def test_ninja_from_pypi_goes_on_path_when_the_system_has_none(tmp_path):
     # An empty PATH: the ninja that seqlab installs from PyPI is put on it, and runs.
     code = (

@@ -89,10 +89,11 @@ def _flags() -> tuple[list[str], list[str]]:
     # The int8 recurrence (Int8LSTM) calls fbgemm inside libtorch_cpu, where torch ships its headers
     # and exports the three pieces it uses (x86 wheels).
     if (Path(torch.__file__).parent / "include" / "fbgemm" / "Fbgemm.h").is_file() and _torch_exports(*_FBGEMM):
-        cflags.append("-DSEQLAB_USE_FBGEMM")
+        cflags.append(FBGEMM_FLAG)
     return cflags, ["-fopenmp"]
 
 
+FBGEMM_FLAG = "-DSEQLAB_USE_FBGEMM"
 # fbgemm's packed int8 weights, float rows quantised as they are packed, and the product back to float.
 _FBGEMM = (
     "_ZN6fbgemm11PackBMatrixIaiEC1ENS_11matrix_op_tEiiPKaiPaiPKNS_15BlockingFactorsE",
@@ -180,9 +181,20 @@ def compile_extension(name: str, source: Path, folder: Path) -> ModuleType:
     torch_log = logging.getLogger(cpp_extension.__name__)
     level = torch_log.level
     torch_log.setLevel(logging.ERROR)  # its compiler warnings span a dozen lines; ours is one
-    try:
-        return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags, extra_ldflags=ldflags,
+
+    def build(flags: list[str]) -> ModuleType:
+        return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=flags, extra_ldflags=ldflags,
                                   build_directory=str(folder), verbose=False)
+
+    try:
+        try:
+            return build(cflags)
+        except Exception as err:
+            if FBGEMM_FLAG not in cflags:
+                raise
+            # The int8 recurrence is optional: a torch whose fbgemm headers do not compile here keeps the rest.
+            _log.warning(f"seqlab: building the kernels without the int8 recurrence ({_one_line(err)})")
+            return build([flag for flag in cflags if flag != FBGEMM_FLAG])
     finally:
         torch_log.setLevel(level)
 
