@@ -535,7 +535,7 @@ def test_an_int8_recurrence_that_does_not_compile_leaves_the_rest_built(monkeypa
         module = build.compile_extension("seqlab_fbgemm_probe", source, tmp_path)
     assert module.built() == 1
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
-        "seqlab: building the kernels without the int8 recurrence"]
+        "seqlab: built the kernels without the int8 recurrence"]
 
 
 def test_ninja_from_pypi_goes_on_path_when_the_system_has_none(tmp_path):

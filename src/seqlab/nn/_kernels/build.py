@@ -192,9 +192,11 @@ def compile_extension(name: str, source: Path, folder: Path) -> ModuleType:
         except Exception as err:
             if FBGEMM_FLAG not in cflags:
                 raise
-            # The int8 recurrence is optional: a torch whose fbgemm headers do not compile here keeps the rest.
-            _log.warning(f"seqlab: building the kernels without the int8 recurrence ({_one_line(err)})")
-            return build([flag for flag in cflags if flag != FBGEMM_FLAG])
+            # The int8 recurrence is optional: a torch whose fbgemm headers do not compile here keeps the rest
+            # (where the rest fails too, that error is the one line load() shows).
+            module = build([flag for flag in cflags if flag != FBGEMM_FLAG])
+            _log.warning(f"seqlab: built the kernels without the int8 recurrence ({_one_line(err)})")
+            return module
     finally:
         torch_log.setLevel(level)
 
