@@ -2133,8 +2133,8 @@ std::vector<Tensor> forward_projected_int8(const Tensor& xp_in, const Tensor& b_
   TORCH_CHECK(xp.scalar_type() == at::kFloat, "seqlab kernels: the int8 recurrence takes float32 input products");
   TORCH_CHECK(state.size() == 2, "seqlab kernels: an LSTM state is (h, c)");
   const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
-  TORCH_CHECK(xp.size(2) == G && b.numel() == G && u.device().is_cpu() && u.scalar_type() == at::kChar && u.dim() == 2 && u.size(0) == G &&
-                  u.size(1) == H && scales.numel() == G,
+  TORCH_CHECK(xp.size(2) == G && b.numel() == G && scales.numel() == G && u.device().is_cpu() &&
+                  u.scalar_type() == at::kChar && u.dim() == 2 && u.size(0) == G && u.size(1) == H,
               "seqlab kernels: forward_projected_int8 takes xp (T, B, 4H), b (4H), int8 U (4H, H) and scales (4H)");
   TORCH_CHECK(lengths.numel() == B, "seqlab kernels: one length per row");
   const Int8StepGemm recurrent(u.data_ptr<int8_t>(), G, H, scales.data_ptr<float>());
