@@ -132,7 +132,7 @@ def _int8_recurrence_reference(xp, bias, state, weight, scale, lengths, reverse)
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_int8_recurrence_kernel_matches_its_reference(reverse):
-    from seqlab.compress.dynamic import _symmetric_int8
+    from seqlab.compress.quant import quantize_rows
     from seqlab.nn import _kernels
     from seqlab.nn.cells import LSTMCell
 
@@ -144,7 +144,7 @@ def test_int8_recurrence_kernel_matches_its_reference(reverse):
     cell = LSTMCell(3, H)
     xp, lengths = torch.randn(T, B, 4 * H), torch.tensor([6, 2, 4, 1, 6])
     state = (torch.randn(B, H) * 0.5, torch.randn(B, H))
-    weight, scale = _symmetric_int8(cell.weight_hh.detach())
+    weight, scale = quantize_rows(cell.weight_hh)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one block of rows: one quantisation of h per step, as in the reference
     try:

@@ -40,6 +40,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..nn import _kernels
 from ..nn.cells import LSTMCell, lstm_update
 from ..nn.recurrent import Recurrent
+from .quant import quantize_rows
 
 __all__ = ["quantize_dynamic", "Int8LSTM", "Int8LSTMCell"]
 
@@ -140,16 +141,13 @@ class Int8LSTM(ConvertedLSTM):
         with _quiet():
             self.inputs = nn.ModuleList(_convert(_input_linear(cell), {nn.Linear}) for cell in rnn.cells)
         # Each recurrent weight in int8 with a scale per row, for the kernels' int8 recurrence.
-        for k, cell in enumerate(rnn.cells):
-            weight, scale = _symmetric_int8(cell.weight_hh.detach())
-            self.register_buffer(f"recurrent_int8_{k}", weight, persistent=False)
-            self.register_buffer(f"recurrent_scale_{k}", scale, persistent=False)
+        self.recurrent_int8 = [quantize_rows(cell.weight_hh) for cell in rnn.cells]
 
     def _int8_recurrences(self, sample: Tensor):
         """``Recurrent.forward_products``' ``int8_recurrences``, or None where the kernels lack them."""
         if not _kernels.int8_recurrence_available(_kernels.load()) or sample.dtype != torch.float32:
             return None
-        return lambda k: (getattr(self, f"recurrent_int8_{k}"), getattr(self, f"recurrent_scale_{k}"))
+        return self.recurrent_int8.__getitem__
 
     def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
         return _convert(lstm, {nn.LSTM})
@@ -176,13 +174,6 @@ class Int8LSTM(ConvertedLSTM):
         result = self.float_rnn._embedded(embedding, ids, lengths, later=self._products,
                                           int8_recurrences=self._int8_recurrences(embedding.weight))
         return self(embedding(ids), lengths=lengths) if result is None else result
-
-
-def _symmetric_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """``(W_q, s)``: ``W ≈ s[:, None] W_q`` with ``W_q`` int8 in [-127, 127], a float32 scale per row."""
-    scale = weight.abs().amax(dim=1).float() / 127.0
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return torch.round(weight / scale[:, None]).clamp_(-127, 127).to(torch.int8).contiguous(), scale.contiguous()
 
 
 def _input_linear(cell: LSTMCell) -> nn.Linear:

@@ -15,9 +15,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["quantize_state", "dequantize_state", "SCALE_SUFFIX"]
+__all__ = ["quantize_state", "dequantize_state", "quantize_rows", "SCALE_SUFFIX"]
 
 SCALE_SUFFIX = ".int8_scale"
+
+
+def quantize_rows(matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """``(q, s)`` of a ``(rows, cols)`` matrix: ``matrix ≈ s[:, None] q``, ``q`` int8 in [-127, 127] and
+    ``s`` float32 ``(rows,)``."""
+    rows = matrix.detach().float()
+    scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    return torch.round(rows / scale.unsqueeze(1)).clamp(-127, 127).to(torch.int8), scale
 
 
 def quantize_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -29,10 +37,8 @@ def quantize_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
         elif value.dim() < 2:
             out[name] = value.to(torch.float16)
         else:
-            rows = value.detach().float().reshape(value.shape[0], -1)
-            scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0  # (rows,)
-            out[name] = torch.round(rows / scale.unsqueeze(1)).clamp(-127, 127).to(torch.int8).reshape(value.shape)
-            out[name + SCALE_SUFFIX] = scale
+            q, scale = quantize_rows(value.reshape(value.shape[0], -1))
+            out[name], out[name + SCALE_SUFFIX] = q.reshape(value.shape), scale
     return out
 
 
