@@ -1,5 +1,7 @@
 """Int8 storage of weights (seqlab.compress.quant); int8 and bf16 compute (dynamic, bfloat16)."""
 
+import copy
+
 import pytest
 import torch
 
@@ -94,7 +96,7 @@ def test_int8_lstm_runs_int8_products_on_the_kernels_and_torchs_quantised_lstm_w
         kernel_path = q.float_rnn.forward_products(x, q._products, None, lengths)
         assert (kernel_path is not None) == (_kernels.load() is not None)
         int8_rec = q._int8_recurrences(x)
-        assert (int8_rec is not None) == _kernels.int8_recurrence_available(_kernels.load())
+        assert (int8_rec is not None) == _kernels.int8_available(_kernels.load())
         full_int8 = q(x, lengths=lengths)  # int8 recurrences too, where the kernels have them
         embedded, (eh, _) = q.forward_embedded(embedding, ids, lengths)
         fallback, (fh, _) = run_native(q.lstm, x, None, lengths, True)
@@ -137,7 +139,7 @@ def test_int8_recurrence_kernel_matches_its_reference(reverse):
     from seqlab.nn.cells import LSTMCell
 
     kernels = _kernels.load()
-    if not _kernels.int8_recurrence_available(kernels):
+    if not _kernels.int8_available(kernels):
         pytest.skip("the kernels were built without torch's fbgemm (no x86 torch wheel)")
     torch.manual_seed(0)
     T, B, H = 6, 5, 16
@@ -161,6 +163,69 @@ def test_int8_recurrence_kernel_matches_its_reference(reverse):
     torch.testing.assert_close(got, plain, atol=0.05, rtol=0)  # and stays near the float recurrence
     with pytest.raises(ValueError, match="plain LSTM"):
         _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, False, (weight, scale))
+
+
+def _int8_linear_reference(x, weight, scale, bias):
+    """Int8Linear's scheme in float64: all rows of x quantised to 7 bits with one scale and zero point, exact
+    integer products, each output column scaled by its weight row's scale, plus the bias."""
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    s = (hi - lo) / 127 if hi > lo else 1.0
+    z = min(max(round(-lo / s), 0), 127)
+    xq = torch.clamp(torch.round(x.double() / s) + z, 0, 255)
+    return s * scale.double() * ((xq - z) @ weight.double().t()) + bias.double()
+
+
+def test_int8_linear_runs_its_scheme_on_the_kernels_with_any_thread_count():
+    from torch import nn
+
+    from seqlab.compress.dynamic import Int8Linear
+    from seqlab.nn import _kernels
+
+    if not _kernels.int8_available(_kernels.load()):
+        pytest.skip("the kernels were built without torch's fbgemm (no x86 torch wheel)")
+    torch.manual_seed(0)
+    linear = nn.Linear(40, 24)
+    q = Int8Linear(linear)
+    x = torch.randn(3, 100, 40)  # 300 rows: enough for the threads to share them
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = q(x)
+        torch.set_num_threads(2)
+        two = q(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert one.shape == (3, 100, 24) and one.dtype == torch.float32 and not one.requires_grad
+    assert torch.equal(one, two)  # one quantisation of all rows, whatever the threads
+    want = _int8_linear_reference(x.reshape(-1, 40), q.weight, q.scale, q.bias).view(3, 100, 24)
+    torch.testing.assert_close(one.double(), want, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(one, linear(x), atol=0.05, rtol=0)
+        # float64 input: the dequantised weight in float64
+        torch.testing.assert_close(q(x.double()), linear.double()(x.double()), atol=0.05, rtol=0)
+    copied = copy.deepcopy(q)  # the packed weight is not copied; the copy packs its own
+    assert torch.equal(copied(x), one)
+    assert q(torch.randn(0, 40)).shape == (0, 24)
+    no_bias = nn.Linear(40, 24, bias=False)
+    torch.testing.assert_close(Int8Linear(no_bias)(x[0]), no_bias(x[0]).detach(), atol=0.05, rtol=0)
+    with pytest.raises(RuntimeError, match="40 features"):
+        q(torch.randn(2, 39))
+
+
+def test_int8_linear_falls_back_to_torchs_dynamic_quantisation_without_fbgemm(monkeypatch):
+    from torch import nn
+
+    from seqlab.compress import dynamic
+    from seqlab.nn import _kernels
+
+    monkeypatch.setattr(_kernels, "int8_available", lambda kernels: False)
+    torch.manual_seed(0)
+    linear = nn.Linear(12, 5)
+    q = dynamic.int8_linear(linear)
+    assert not isinstance(q, (nn.Linear, dynamic.Int8Linear))
+    x = torch.randn(4, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), linear(x), atol=0.05, rtol=0)
 
 
 def _model_converters():

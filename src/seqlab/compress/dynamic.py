@@ -1,20 +1,24 @@
 """Int8 compute on the CPU: dynamic quantisation of a trained model for inference.
 
-``torch.ao`` dynamic quantisation (Jacob et al. 2018; the scheme of
-``torch.ao.quantization.quantize_dynamic``) stores each weight matrix in int8
-with one scale per matrix, quantises the activations on the fly at every
-call, and multiplies in int8 with fbgemm/oneDNN kernels, accumulating in
-int32.  Weights are 4x smaller in memory and large matrix products run
-faster than in float32 on x86 CPUs; the results move by a small rounding error
-(the WER cost of the shipped G2P model is measured by ``seqlab bench g2p``).
+Dynamic quantisation (Jacob et al. 2018, "Quantization and Training of
+Neural Networks for Efficient Integer-Arithmetic-Only Inference"; the scheme
+of torch's ``quantize_dynamic``) stores each weight matrix in int8,
+quantises the activations on the fly at every call, and multiplies in int8,
+accumulating in int32.  Weights are 4x smaller in memory and large matrix
+products run faster than in float32 on x86 CPUs; the results move by a small
+rounding error (the WER cost of the shipped G2P model is measured by
+``seqlab bench g2p``).  Where seqlab's CPU kernels were built against the
+fbgemm inside torch's x86 wheels, every int8 product runs on them, with a
+weight scale per output row; elsewhere ``nn.Linear`` and the LSTM fallback
+go through ``torch.ao.quantization.quantize_dynamic`` (one scale per matrix).
 
 :func:`quantize_dynamic` converts, in a copy of the model:
 
-- every ``nn.Linear`` (attention, output layer, bridges) with torch's own
-  converter, after splitting the attention decoder's combining layer into
-  its two halves (``seqlab.seq2seq.decoder.SplitCombine``; the copy then
-  multiplies the encoder outputs by its context half once per sentence, as
-  the float model does);
+- every ``nn.Linear`` (attention, output layer, bridges) into
+  :class:`Int8Linear`, after splitting the attention decoder's combining
+  layer into its two halves (``seqlab.seq2seq.decoder.SplitCombine``; the
+  copy then multiplies the encoder outputs by its context half once per
+  sentence, as the float model does);
 - every :class:`~seqlab.nn.Recurrent` of plain LSTM cells into
   :class:`Int8LSTM`: over a whole sequence, int8 input products and
   recurrences with int8 step products (float32 ones where the kernels were
@@ -34,6 +38,7 @@ import copy
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -42,7 +47,7 @@ from ..nn.cells import LSTMCell, lstm_update
 from ..nn.recurrent import Recurrent
 from .quant import quantize_rows
 
-__all__ = ["quantize_dynamic", "Int8LSTM", "Int8LSTMCell"]
+__all__ = ["quantize_dynamic", "Int8Linear", "Int8LSTM", "Int8LSTMCell"]
 
 
 @contextlib.contextmanager
@@ -60,6 +65,54 @@ def _convert(module: nn.Module, types: set[type]) -> nn.Module:
     return torch.ao.quantization.quantize_dynamic(nn.Sequential(module), types, dtype=torch.qint8)[0]
 
 
+class Int8Linear(nn.Module):
+    """``nn.Linear`` for inference in int8 on seqlab's CPU kernels: float32 in and out.
+
+    The weight is int8 with a float32 scale per output row
+    (:func:`~seqlab.compress.quant.quantize_rows`), packed once for fbgemm;
+    each call quantises all its input rows to 7 bits with one scale and zero
+    point from their range, multiplies with int32 sums and adds the bias in
+    float32.  Needs kernels built with fbgemm (``_kernels.int8_available``);
+    input that is not float32 on the CPU takes the dequantised weight in
+    its own dtype instead.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight, scale = quantize_rows(linear.weight)
+        self.register_buffer("weight", weight)
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", linear.bias.detach().float().clone() if linear.bias is not None else None)
+        self._packed = None  # the kernels' packed copy of the buffers, made at the first call
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            bias = self.bias.to(x) if self.bias is not None else None
+            return F.linear(x, self.weight.to(x) * self.scale.to(x).unsqueeze(1), bias)
+        if self._packed is None:
+            self._packed = _kernels.load().Int8Linear(self.weight, self.scale, self.bias)
+        return self._packed(x)
+
+    def _apply(self, fn, recurse=True):
+        self._packed = None  # the buffers may move or change
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_packed": None}  # copies pack again at their first call
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def int8_linear(linear: nn.Linear) -> nn.Module:
+    """``linear`` for int8 inference: :class:`Int8Linear` on the kernels, else torch's dynamic quantisation."""
+    if _kernels.int8_available(_kernels.load()):
+        return Int8Linear(linear)
+    with _quiet():
+        return _convert(linear, {nn.Linear})
+
+
 class Int8LSTMCell(nn.Module):
     """The ``project`` / ``step`` interface of :class:`~seqlab.nn.cells.LSTMCell` with int8 weights."""
 
@@ -74,7 +127,7 @@ class Int8LSTMCell(nn.Module):
             ih.weight.copy_(cell.weight_ih)
             ih.bias.copy_(cell.bias_ih + cell.bias_hh)
             hh.weight.copy_(cell.weight_hh)
-        self.ih, self.hh = _convert(ih, {nn.Linear}), _convert(hh, {nn.Linear})
+        self.ih, self.hh = int8_linear(ih), int8_linear(hh)
 
     def project(self, x: Tensor) -> Tensor:
         return self.ih(x)
@@ -138,14 +191,13 @@ class Int8LSTM(ConvertedLSTM):
         self.float_rnn = copy.deepcopy(rnn).eval()  # the recurrences of the kernel path
         for p in self.float_rnn.parameters():
             p.requires_grad_(False)
-        with _quiet():
-            self.inputs = nn.ModuleList(_convert(_input_linear(cell), {nn.Linear}) for cell in rnn.cells)
+        self.inputs = nn.ModuleList(int8_linear(_input_linear(cell)) for cell in rnn.cells)
         # Each recurrent weight in int8 with a scale per row, for the kernels' int8 recurrence.
         self.recurrent_int8 = [quantize_rows(cell.weight_hh) for cell in rnn.cells]
 
     def _int8_recurrences(self, sample: Tensor):
         """``Recurrent.forward_products``' ``int8_recurrences``, or None where the kernels lack them."""
-        if not _kernels.int8_recurrence_available(_kernels.load()) or sample.dtype != torch.float32:
+        if not _kernels.int8_available(_kernels.load()) or sample.dtype != torch.float32:
             return None
         return self.recurrent_int8.__getitem__
 
@@ -212,15 +264,14 @@ def quantize_dynamic(model: nn.Module) -> nn.Module:
     """An inference copy of ``model`` computing in int8 where the CPU kernels allow (see the module docstring)."""
     if not any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm", "onednn", "qnnpack")):
         raise RuntimeError("this torch build has no quantised CPU engine for int8 compute")
-    model = inference_copy(model)
-    with _quiet():
-        _swap_recurrent(model)
-        return _convert(model, {nn.Linear})
+    return _swap(inference_copy(model))
 
 
-def _swap_recurrent(module: nn.Module) -> None:
+def _swap(module: nn.Module) -> nn.Module:
+    if isinstance(module, Recurrent) and module.cell == "lstm" and not module.residual:
+        return Int8LSTM(module)
+    if type(module) is nn.Linear:
+        return int8_linear(module)
     for name, child in module.named_children():
-        if isinstance(child, Recurrent) and child.cell == "lstm" and not child.residual:
-            setattr(module, name, Int8LSTM(child))
-        else:
-            _swap_recurrent(child)
+        setattr(module, name, _swap(child))
+    return module

@@ -18,6 +18,6 @@ reference loop).
 """
 
 from .build import load
-from .functions import input_weight, int8_recurrence_available, run_cell, supports
+from .functions import input_weight, int8_available, run_cell, supports
 
-__all__ = ["load", "run_cell", "input_weight", "int8_recurrence_available", "supports"]
+__all__ = ["load", "run_cell", "input_weight", "int8_available", "supports"]

@@ -94,13 +94,15 @@ def _flags() -> tuple[list[str], list[str]]:
 
 
 FBGEMM_FLAG = "-DSEQLAB_USE_FBGEMM"
-# fbgemm's packed int8 weights, float rows quantised as they are packed, and the product back to float.
+# fbgemm's packed int8 weights, float rows quantised as they are packed, the product back to float, and
+# the range of the rows to quantise.
 _FBGEMM = (
     "_ZN6fbgemm11PackBMatrixIaiEC1ENS_11matrix_op_tEiiPKaiPaiPKNS_15BlockingFactorsE",
     "_ZN6fbgemm23PackAWithQuantRowOffsetIhiEC1ENS_11matrix_op_tEiiPKfiPhfiiPiPKNS_15BlockingFactorsE",
     "_ZN6fbgemm12fbgemmPackedINS_23PackAWithQuantRowOffsetIhiEENS_11PackBMatrixIaiEEfNS_18ReQuantizeForFloatILb0E"
     "LNS_23QuantizationGranularityE2EfiNS_9DoNothingIffEEEEEEvRNS_10PackMatrixIT_NSB_7inpTypeENSB_7accTypeEEERNSA_IT0"
     "_NSG_7inpTypeENSG_7accTypeEEEPT1_PijRKT2_iiPKNS_15BlockingFactorsE",
+    "_ZN6fbgemm10FindMinMaxEPKfPfS2_l",
 )
 
 

@@ -51,7 +51,7 @@ from ..cells import (
     SRUCell,
 )
 
-__all__ = ["supports", "run_cell", "input_weight", "int8_recurrence_available"]
+__all__ = ["supports", "run_cell", "input_weight", "int8_available"]
 
 # (kernel name, input projection [W] or [W, b], recurrent parameters, scalar options)
 Spec = tuple[str, list[Tensor], list[Tensor], list[float]]
@@ -117,9 +117,10 @@ def input_weight(cell: RecurrentCell) -> Tensor | None:
     return cell.weight_ih if supports(cell) and not isinstance(cell, SRUCell) else None
 
 
-def int8_recurrence_available(kernels: ModuleType | None) -> bool:
-    """Whether ``kernels`` can run an LSTM's recurrent products in int8 (built against torch's fbgemm)."""
-    return kernels is not None and hasattr(kernels, "forward_projected_int8")
+def int8_available(kernels: ModuleType | None) -> bool:
+    """Whether ``kernels`` were built against torch's fbgemm: they then run an LSTM's recurrent products
+    in int8 (``run_cell``'s ``int8_recurrence``) and have ``Int8Linear``."""
+    return kernels is not None and hasattr(kernels, "forward_projected_int8") and hasattr(kernels, "Int8Linear")
 
 
 def run_cell(
@@ -144,10 +145,10 @@ def run_cell(
     scales)``, its recurrent weight in int8 with a float32 scale per row
     (``(4H, H)`` and ``(4H,)``, ``U ≈ scales[:, None] U_q``);
     each step's product ``h U^T`` then runs in int8 too (``kernels`` built
-    with fbgemm: :func:`int8_recurrence_available`).
+    with fbgemm: :func:`int8_available`).
     """
     if int8_recurrence is not None:
-        if not (projected and type(cell) is LSTMCell and int8_recurrence_available(kernels)):
+        if not (projected and type(cell) is LSTMCell and int8_available(kernels)):
             raise ValueError("int8_recurrence runs a plain LSTM cell from given input products, on kernels "
                              "built with fbgemm")
         weight, scale = int8_recurrence

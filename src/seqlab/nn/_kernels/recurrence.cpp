@@ -603,49 +603,120 @@ class StepGemm<float> {
 };
 
 #ifdef SEQLAB_USE_FBGEMM
-// An int8 recurrent product for inference: R = h U^T with U (n, k) held in int8 with a scale per row
-// (symmetric, zero point 0), and each call's rows of h quantised to unsigned 7-bit integers with
-// their own scale and zero point (min and max over the rows; 7 bits so that fbgemm's pairs of u8 x s8
-// products cannot overflow 16 bits, as torch's dynamic quantisation does on x86).  fbgemm
+// An int8 product for inference: R = a W^T with W (n, k) held in int8 with a scale per row
+// (symmetric, zero point 0), and each call's rows of a quantised to unsigned 7-bit integers with
+// one scale and zero point (from the min and max over those rows; 7 bits so that fbgemm's pairs of
+// u8 x s8 products cannot overflow 16 bits, as torch's dynamic quantisation does on x86).  fbgemm
 // multiplies in int8 with int32 sums and turns them back into float, column j of R:
-//   R_j = s_h s_U[j] (q_h q_U[j]^T - z_h sum(q_U[j])).
+//   R_j = s_a s_W[j] (q_a q_W[j]^T - z_a sum(q_W[j])) (+ bias_j).
+// As a recurrence's step product (operator()) a is h and W is U; Int8Linear holds one for a layer.
 class Int8StepGemm {
  public:
-  Int8StepGemm(const int8_t* u, int64_t n, int64_t k, const float* scales)
+  Int8StepGemm(const int8_t* w, int64_t n, int64_t k, const float* scales, const float* bias = nullptr)
       : n_(n), k_(k), scales_(scales, scales + n), zeros_(n, 0),
-        packed_(fbgemm::matrix_op_t::Transpose, k, n, u, k, nullptr, 1), sums_(n) {
+        packed_(fbgemm::matrix_op_t::Transpose, k, n, w, k, nullptr, 1), sums_(n) {
     for (int64_t j = 0; j < n; ++j) {
       int32_t sum = 0;
-      for (int64_t i = 0; i < k; ++i) sum += u[j * k + i];
+      for (int64_t i = 0; i < k; ++i) sum += w[j * k + i];
       sums_[j] = sum;
     }
+    if (bias != nullptr) bias_.assign(bias, bias + n);
   }
+  int64_t rows() const { return n_; }
+  int64_t cols() const { return k_; }
   int64_t bytes() const { return n_ * k_; }
+
+  // The scale and zero point of m rows of a (k floats each); the range always holds 0, so that 0 is exact.
+  std::pair<float, int32_t> quantisation(const float* a, int64_t m) const {
+    float lo = 0.0f, hi = 0.0f;
+    if (m * k_ > 0) fbgemm::FindMinMax(a, &lo, &hi, m * k_);
+    lo = std::min(lo, 0.0f), hi = std::max(hi, 0.0f);
+    const float s = hi > lo ? (hi - lo) / 127.0f : 1.0f;
+    return {s, static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, 127.0f))};
+  }
+
+  // c (m, n) = the product of m rows of a quantised with (s, z): the share of thread ``part`` of ``parts``.
+  void product(const float* a, int64_t m, std::pair<float, int32_t> q, float* c, int part = 0, int parts = 1) const {
+    const auto [s, z] = q;
+    thread_local std::vector<int32_t> sums32;
+    sums32.resize(static_cast<size_t>(m * n_));
+    fbgemm::PackAWithQuantRowOffset<uint8_t> packed_rows(fbgemm::matrix_op_t::NoTranspose, m, k_, a, k_, nullptr, s,
+                                                         z, 1, nullptr);
+    fbgemm::DoNothing<float, float> done;
+    fbgemm::ReQuantizeForFloat<false, fbgemm::QuantizationGranularity::OUT_CHANNEL> to_float(
+        done, s, scales_.data(), z, zeros_.data(), packed_rows.getRowOffsetBuffer(), sums_.data(),
+        bias_.empty() ? nullptr : bias_.data(), n_);
+    fbgemm::fbgemmPacked(packed_rows, packed_, c, sums32.data(), n_, to_float, part, parts);
+  }
+
+  // The step product of rows [b0, b1) of a, quantised on their own, into the same rows of c.
   void operator()(const float* a, float beta, float* c, int64_t b0, int64_t b1) const {
     TORCH_CHECK(beta == 0.0f, "seqlab kernels: the int8 step product overwrites its output");
     const int64_t m = b1 - b0;
     if (m <= 0) return;
     const float* rows = a + b0 * k_;
-    float lo = 0.0f, hi = 0.0f;  // the range always holds 0, so that 0 is exact
-    for (int64_t i = 0; i < m * k_; ++i) lo = std::min(lo, rows[i]), hi = std::max(hi, rows[i]);
-    const float s = hi > lo ? (hi - lo) / 127.0f : 1.0f;
-    const int32_t z = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, 127.0f));
-    thread_local std::vector<int32_t> sums32;
-    sums32.resize(static_cast<size_t>(m * n_));
-    fbgemm::PackAWithQuantRowOffset<uint8_t> packed_rows(fbgemm::matrix_op_t::NoTranspose, m, k_, rows, k_, nullptr,
-                                                         s, z, 1, nullptr);
-    fbgemm::DoNothing<float, float> done;
-    fbgemm::ReQuantizeForFloat<false, fbgemm::QuantizationGranularity::OUT_CHANNEL> to_float(
-        done, s, scales_.data(), z, zeros_.data(), packed_rows.getRowOffsetBuffer(), sums_.data(), nullptr, n_);
-    fbgemm::fbgemmPacked(packed_rows, packed_, c + b0 * n_, sums32.data(), n_, to_float, 0, 1);
+    product(rows, m, quantisation(rows, m), c + b0 * n_);
   }
 
  private:
   int64_t n_, k_;
-  std::vector<float> scales_;
-  std::vector<int32_t> zeros_;  // U's zero points: 0 (symmetric)
+  std::vector<float> scales_, bias_;
+  std::vector<int32_t> zeros_;  // W's zero points: 0 (symmetric)
   mutable fbgemm::PackBMatrix<int8_t> packed_;  // fbgemm takes it by reference; a call only reads it
-  std::vector<int32_t> sums_;  // column sums of q_U, for h's zero point
+  std::vector<int32_t> sums_;  // column sums of q_W, for a's zero point
+};
+
+// A linear layer for inference, y = x W^T + b, in int8 (Int8StepGemm): W packed once for fbgemm
+// when the layer is made.  Every call quantises all its rows of x with one scale and zero point,
+// so the result does not depend on the number of threads, which share the rows of the product.
+class Int8Linear {
+ public:
+  // q (n, k) int8, scales (n) float32, bias (n) float32 or None.
+  Int8Linear(const Tensor& q_in, const Tensor& scales_in, const std::optional<Tensor>& bias_in)
+      : gemm_(checked(q_in, scales_in, bias_in)) {}
+
+  // x (..., k) float32 -> (..., n).
+  Tensor operator()(const Tensor& x_in) const {
+    const int64_t n = gemm_.rows(), k = gemm_.cols();
+    TORCH_CHECK(x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat && x_in.dim() >= 1 && x_in.size(-1) == k,
+                "seqlab kernels: Int8Linear takes float32 CPU input with ", k, " features, got ", x_in.sizes(), " ",
+                x_in.scalar_type());
+    const Tensor x = x_in.contiguous();
+    const int64_t m = x.numel() / k;
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = n;
+    Tensor out = at::empty(shape, x.options());
+    if (m == 0) return out;
+    const float* a = x.data_ptr<float>();
+    float* c = out.data_ptr<float>();
+    const auto q = gemm_.quantisation(a, m);
+    // A thread per 64 rows at most: fbgemm splits the rows among the parts.
+    const int parts = static_cast<int>(std::clamp<int64_t>(m / 64, 1, at::get_num_threads()));
+    if (parts == 1) {
+      gemm_.product(a, m, q, c);
+    } else {
+      at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) gemm_.product(a, m, q, c, static_cast<int>(p), parts);
+      });
+    }
+    return out;
+  }
+
+ private:
+  static Int8StepGemm checked(const Tensor& q_in, const Tensor& scales_in, const std::optional<Tensor>& bias_in) {
+    const Tensor q = q_in.contiguous(), scales = scales_in.contiguous().to(at::kFloat);
+    TORCH_CHECK(q.device().is_cpu() && q.scalar_type() == at::kChar && q.dim() == 2 && scales.numel() == q.size(0),
+                "seqlab kernels: Int8Linear takes an int8 weight (n, k) and n float32 scales");
+    Tensor bias;
+    if (bias_in.has_value()) {
+      bias = bias_in->contiguous().to(at::kFloat);
+      TORCH_CHECK(bias.numel() == q.size(0), "seqlab kernels: Int8Linear takes one bias per output");
+    }
+    return Int8StepGemm(q.data_ptr<int8_t>(), q.size(0), q.size(1), scales.data_ptr<float>(),
+                        bias.defined() ? bias.data_ptr<float>() : nullptr);
+  }
+
+  Int8StepGemm gemm_;
 };
 #endif
 
@@ -2488,6 +2559,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #ifdef SEQLAB_USE_FBGEMM
   m.def("forward_projected_int8", &seqlab::forward_projected_int8, no_gil(),
         "an LSTM layer and direction for inference from x W^T, with its recurrent product in int8 (fbgemm)");
+#endif
+#ifdef SEQLAB_USE_FBGEMM
+  pybind11::class_<seqlab::Int8Linear>(m, "Int8Linear",
+                                       "y = x W^T + b for inference in int8: W with a scale per row, packed once")
+      .def(pybind11::init<const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&>(),
+           pybind11::arg("weight"), pybind11::arg("scales"), pybind11::arg("bias") = pybind11::none())
+      .def("__call__", &seqlab::Int8Linear::operator(), no_gil());
 #endif
   m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
   m.def("dot_attention", &seqlab::dot_attention, pybind11::arg("q"), pybind11::arg("keys"), pybind11::arg("values"),
