@@ -524,7 +524,7 @@ def test_missing_compiler_is_one_line_naming_it(tmp_path):
     assert not any(tmp_path.rglob("*.so"))
 
 
-def test_an_int8_recurrence_that_does_not_compile_leaves_the_rest_built(monkeypatch, tmp_path, caplog):
+def test_int8_products_that_do_not_compile_leave_the_rest_built(monkeypatch, tmp_path, caplog):
     # A source that fails only with the fbgemm flag, as a torch whose fbgemm headers break here would.
     source = tmp_path / "probe.cpp"
     source.write_text('#ifdef SEQLAB_USE_FBGEMM\n#error "these fbgemm headers do not compile"\n#endif\n'
@@ -535,7 +535,7 @@ def test_an_int8_recurrence_that_does_not_compile_leaves_the_rest_built(monkeypa
         module = build.compile_extension("seqlab_fbgemm_probe", source, tmp_path)
     assert module.built() == 1
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
-        "seqlab: built the kernels without the int8 recurrence"]
+        "seqlab: built the kernels without the int8 products"]
 
 
 def test_ninja_from_pypi_goes_on_path_when_the_system_has_none(tmp_path):

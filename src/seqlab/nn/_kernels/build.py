@@ -14,9 +14,10 @@ Environment:
   ``$XDG_CACHE_HOME/seqlab/kernels``, i.e. ``~/.cache/seqlab/kernels``).
 
 Where torch ships fbgemm's headers and exports its int8 GEMM (x86 wheels),
-the build also compiles the int8 LSTM recurrence that
-``seqlab.compress.Int8LSTM`` runs (``forward_projected_int8``); elsewhere
-that entry is absent and int8 models keep float32 recurrences.
+the build also compiles the int8 products of ``seqlab.compress``'s int8
+compute: the LSTM recurrence of ``Int8LSTM`` (``forward_projected_int8``)
+and ``Int8Linear``; elsewhere those are absent, int8 models keep float32
+recurrences and their Linear layers run on ``torch.ao``.
 
 The build needs a C++ compiler (``$CXX``, else ``c++``) and ninja, which
 seqlab installs from PyPI (the ``ninja`` package; its binary is put on
@@ -194,10 +195,10 @@ def compile_extension(name: str, source: Path, folder: Path) -> ModuleType:
         except Exception as err:
             if FBGEMM_FLAG not in cflags:
                 raise
-            # The int8 recurrence is optional: a torch whose fbgemm headers do not compile here keeps the rest
+            # The int8 products are optional: a torch whose fbgemm headers do not compile here keeps the rest
             # (where the rest fails too, that error is the one line load() shows).
             module = build([flag for flag in cflags if flag != FBGEMM_FLAG])
-            _log.warning(f"seqlab: built the kernels without the int8 recurrence ({_one_line(err)})")
+            _log.warning(f"seqlab: built the kernels without the int8 products ({_one_line(err)})")
             return module
     finally:
         torch_log.setLevel(level)
