@@ -141,8 +141,9 @@ class Int8LSTMCell(nn.Module):
 class ConvertedLSTM(nn.Module, abc.ABC):
     """A :class:`~seqlab.nn.Recurrent` of plain LSTM cells as torch's LSTM in another number format.
 
-    Subclasses say how to convert the whole-sequence ``nn.LSTM`` (``lstm``)
-    and each per-step cell (``cells``, for decoders).
+    Subclasses say how to convert the whole-sequence ``nn.LSTM`` (``lstm``;
+    None to make it later, if ever needed) and each per-step cell (``cells``,
+    for decoders).
     """
 
     state_size = 2
@@ -160,7 +161,7 @@ class ConvertedLSTM(nn.Module, abc.ABC):
             self.cells = nn.ModuleList(self.convert_cell(c) for c in rnn.cells)
 
     @abc.abstractmethod
-    def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
+    def convert_lstm(self, lstm: nn.LSTM) -> nn.Module | None:
         """The whole-sequence ``nn.LSTM`` in this number format."""
 
     @abc.abstractmethod
@@ -201,11 +202,19 @@ class Int8LSTM(ConvertedLSTM):
             return None
         return self.recurrent_int8.__getitem__
 
-    def convert_lstm(self, lstm: nn.LSTM) -> nn.Module:
-        return _convert(lstm, {nn.LSTM})
+    def convert_lstm(self, lstm: nn.LSTM) -> nn.Module | None:
+        # Where the kernels have the int8 products, torch's quantised LSTM is made only if a call needs it.
+        return None if _kernels.int8_available(_kernels.load()) else _convert(lstm, {nn.LSTM})
 
     def convert_cell(self, cell: LSTMCell) -> nn.Module:
         return Int8LSTMCell(cell)
+
+    def native(self) -> nn.Module:
+        """torch's dynamically quantised LSTM of these weights: what runs where the kernels cannot."""
+        if self.lstm is None:
+            with _quiet():
+                self.lstm = _convert(self.float_rnn.to_torch().eval(), {nn.LSTM})
+        return self.lstm
 
     def _products(self, layer: int, layer_input: Tensor) -> list[Tensor]:
         """Each direction's int8 ``x Wᵀ (T, B, 4H)`` of a layer's whole input sequence."""
@@ -219,7 +228,7 @@ class Int8LSTM(ConvertedLSTM):
                                                  int8_recurrences=self._int8_recurrences(x))
         if result is not None:
             return result
-        return run_native(self.lstm, x, tuple(state) if state is not None else None, lengths, self.batch_first)
+        return run_native(self.native(), x, tuple(state) if state is not None else None, lengths, self.batch_first)
 
     def forward_embedded(self, embedding: nn.Embedding, ids: Tensor, lengths: Tensor | None = None):
         """``self(embedding(ids), lengths=lengths)`` (see ``Recurrent.forward_embedded``)."""
