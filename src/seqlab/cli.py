@@ -140,7 +140,7 @@ def _load_g2p(args: argparse.Namespace):
 def _add_compute_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--int8-compute", dest="compute", action="store_const", const="int8", default="float32",
-                       help="compute in int8 (torch dynamic quantisation): faster on CPU, slightly less exact")
+                       help="compute in int8 (dynamic quantisation): faster on CPU, slightly less exact")
     group.add_argument("--bf16-compute", dest="compute", action="store_const", const="bfloat16",
                        help="matrix products in bfloat16: several times faster on CPUs with AVX512-BF16 or AMX, "
                        "slightly less exact")
