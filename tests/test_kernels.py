@@ -309,6 +309,26 @@ def test_float_sigmoid_and_tanh_match_torch_over_the_whole_range():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_add_tanh_squashes_a_plus_b_in_place(dtype):
+    kernels = _kernels.load()
+    torch.manual_seed(0)
+    a, b = torch.randn(7, 33, dtype=dtype) * 4, torch.randn(7, 33, dtype=dtype)
+    want = torch.tanh(a + b)
+    out = a.clone()
+    kernels.add_tanh_(out, b)
+    tol = dict(atol=1e-6, rtol=1e-6) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(out, want, **tol)
+    alone = a.clone()
+    kernels.add_tanh_(alone)
+    torch.testing.assert_close(alone, torch.tanh(a), **tol)
+    kernels.add_tanh_(torch.empty(0, 5, dtype=dtype), torch.empty(0, 5, dtype=dtype))
+    with pytest.raises(RuntimeError, match="same shape"):
+        kernels.add_tanh_(a.clone(), b[:, :5])
+    with pytest.raises(RuntimeError, match="contiguous"):
+        kernels.add_tanh_(a.t(), b.t())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("kind", ["dot", "general"])
 def test_attention_step_without_autograd_takes_the_compiled_pass(kind, dtype):
     from seqlab.nn.attention import make_attention

@@ -2399,6 +2399,43 @@ std::vector<Tensor> lstm_pointwise(const Tensor& a_in, const Tensor& c_in) {
   return {h, c_new};
 }
 
+// a = tanh(a + b) over rows x cols, in place (b null: a = tanh(a)).
+template <typename T>
+void add_tanh_rows(T* a, const T* b, int64_t rows, int64_t cols) {
+  using A = Act<T>;
+  for_units(0, rows, cols, kGrain, [&](int64_t r, int64_t j0, int64_t j1) {
+    T* a_r = a + r * cols;
+    if (b != nullptr) {
+      const T* b_r = b + r * cols;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) a_r[j] = A::tanh(a_r[j] + b_r[j]);
+    } else {
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) a_r[j] = A::tanh(a_r[j]);
+    }
+  });
+}
+
+// a = tanh(a + b) in place, a and b of one shape (b may be absent: a = tanh(a)); torch's
+// add_ and tanh_ are two passes, and its tanh took about 2.5 ns a float on the Zen 3.
+void add_tanh_(Tensor& a, const std::optional<Tensor>& b_in) {
+  TORCH_CHECK(a.is_contiguous() && a.device().is_cpu() && (a.scalar_type() == at::kFloat ||
+              a.scalar_type() == at::kDouble), "seqlab kernels: add_tanh_ writes a contiguous float CPU tensor");
+  Tensor b;
+  if (b_in.has_value()) {
+    b = b_in->contiguous();
+    TORCH_CHECK(b.sizes() == a.sizes() && b.scalar_type() == a.scalar_type() && b.device().is_cpu(),
+                "seqlab kernels: add_tanh_ adds a tensor of the same shape and dtype, got ", b.sizes(), " and ",
+                a.sizes());
+  }
+  if (a.numel() == 0) return;
+  const int64_t cols = a.dim() > 0 ? a.size(-1) : 1, rows = a.numel() / cols;
+  pybind11::gil_scoped_release no_gil;
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "seqlab_add_tanh", [&] {
+    add_tanh_rows<scalar_t>(a.data_ptr<scalar_t>(), b.defined() ? b.data_ptr<scalar_t>() : nullptr, rows, cols);
+  });
+}
+
 // out[0..4) = q · k_j for the four rows k_j = k + j D.
 template <typename T>
 SEQLAB_OUTLINE void dot4(const T* q, const T* k, int64_t D, T* out) {
@@ -2567,6 +2604,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            pybind11::arg("weight"), pybind11::arg("scales"), pybind11::arg("bias") = pybind11::none())
       .def("__call__", &seqlab::Int8Linear::operator(), no_gil());
 #endif
+  m.def("add_tanh_", &seqlab::add_tanh_, pybind11::arg("a"), pybind11::arg("b") = pybind11::none(),
+        "a = tanh(a + b) in place (b absent: tanh(a)), one pass");
   m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
   m.def("dot_attention", &seqlab::dot_attention, pybind11::arg("q"), pybind11::arg("keys"), pybind11::arg("values"),
         pybind11::arg("mask"), pybind11::arg("rows") = pybind11::none(),
