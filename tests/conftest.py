@@ -1,5 +1,8 @@
+import importlib.util
 import os
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +13,19 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from seqlab.tasks.g2p import G2PConfig, G2PTask
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """``benchmarks/NAME.py`` as a module (the folder is not a package; its scripts import each other)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def as_tuple(state):

@@ -178,14 +178,9 @@ def test_fast_and_checkpoint_exclude_each_other(checkpoint):
 
 
 def _bench_module():
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_benchmark
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "g2p_vs_phonetisaurus.py"
-    spec = importlib.util.spec_from_file_location("bench_g2p", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("g2p_vs_phonetisaurus")
 
 
 def test_bench_g2p_decodes_each_model_in_float32_int8_and_bf16(checkpoint):

@@ -1,11 +1,11 @@
 """benchmarks/g2p_ab.py: G2P decoding of two revisions in alternating processes (here the checkout twice)."""
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from seqlab.errors import SeqlabError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,10 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ab():
-    spec = importlib.util.spec_from_file_location("g2p_ab", REPO / "benchmarks" / "g2p_ab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("g2p_ab")
 
 
 def test_a_revision_is_its_committed_src(ab, tmp_path):

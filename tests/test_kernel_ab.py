@@ -1,11 +1,11 @@
 """benchmarks/kernel_ab.py: two builds of the kernels paired in one process (here the built one twice)."""
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from seqlab.errors import SeqlabError
 from seqlab.nn import _kernels
 
@@ -14,10 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ab():
-    spec = importlib.util.spec_from_file_location("kernel_ab", REPO / "benchmarks" / "kernel_ab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("kernel_ab")
 
 
 def test_the_source_of_a_revision_or_a_file(ab, tmp_path):

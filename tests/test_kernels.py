@@ -4,27 +4,25 @@ The first test to need the kernels builds them (about a minute on 2 cores,
 once per machine; later runs load the cached library).
 """
 
-import importlib.util
 import json
 import logging
 import os
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch.func import functional_call
 
 from conftest import as_tuple as _as_tuple
+from conftest import load_benchmark
 from conftest import run_with_grads as _run
 from seqlab.errors import SeqlabError
 from seqlab.nn import CELLS, Recurrent, _kernels
 from seqlab.nn._kernels import build
 
 FUSED = [name for name, cls in CELLS.items() if _kernels.supports(cls)]
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _pair(name, dtype, num_layers=2, bidirectional=True, input_size=3, **options):
@@ -593,10 +591,7 @@ def test_fused_impl_needs_a_cell_with_a_kernel(monkeypatch):
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_cells", REPO / "benchmarks" / "cells.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("cells")
 
 
 def test_benchmark_ratios_pair_the_rounds():
@@ -649,10 +644,7 @@ def test_benchmark_page_name_picks_the_files(tmp_path, capsys):
 
 
 def test_sru_breakdown_sets_the_step_and_its_gemms_beside_torch_lstm(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports the cells benchmark's helpers
-    spec = importlib.util.spec_from_file_location("bench_sru", REPO / "benchmarks" / "sru_breakdown.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("sru_breakdown")  # it imports the cells benchmark's helpers
     rows = bench._shape_rows(_kernels.load(), (3, 2, 4, 4), repeats=3)
     names = [row[0] for row in rows]
     assert names[-2:] == ["SRU step vs torch.nn.LSTM", "its three GEMMs vs torch.nn.LSTM"]

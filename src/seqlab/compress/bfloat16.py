@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.cells import LSTMCell, lstm_update
-from ..nn.recurrent import Recurrent
-from .dynamic import ConvertedLSTM, inference_copy, run_native
+from .dynamic import ConvertedLSTM, inference_copy, run_native, swap_layers
 
 __all__ = ["bfloat16_compute", "bf16_is_fast", "BF16Linear", "BF16LSTM", "BF16LSTMCell"]
 
@@ -110,14 +109,4 @@ class BF16LSTM(ConvertedLSTM):
 
 def bfloat16_compute(model: nn.Module) -> nn.Module:
     """An inference copy of ``model`` whose matrix products run in bf16 (see the module docstring)."""
-    return _convert(inference_copy(model))
-
-
-def _convert(module: nn.Module) -> nn.Module:
-    if isinstance(module, Recurrent) and module.cell == "lstm" and not module.residual:
-        return BF16LSTM(module)
-    if type(module) is nn.Linear:
-        return BF16Linear(module)
-    for name, child in module.named_children():
-        setattr(module, name, _convert(child))
-    return module
+    return swap_layers(inference_copy(model), BF16LSTM, BF16Linear)

@@ -36,6 +36,7 @@ import abc
 import contextlib
 import copy
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -273,14 +274,17 @@ def quantize_dynamic(model: nn.Module) -> nn.Module:
     """An inference copy of ``model`` computing in int8 where the CPU kernels allow (see the module docstring)."""
     if not any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm", "onednn", "qnnpack")):
         raise RuntimeError("this torch build has no quantised CPU engine for int8 compute")
-    return _swap(inference_copy(model))
+    return swap_layers(inference_copy(model), Int8LSTM, int8_linear)
 
 
-def _swap(module: nn.Module) -> nn.Module:
+def swap_layers(module: nn.Module, lstm: Callable[[Recurrent], nn.Module],
+                linear: Callable[[nn.Linear], nn.Module]) -> nn.Module:
+    """``module`` with every plain-LSTM :class:`~seqlab.nn.Recurrent` replaced by ``lstm(it)`` and every
+    ``nn.Linear`` by ``linear(it)``, in place (the module itself, if it is one, is returned replaced)."""
     if isinstance(module, Recurrent) and module.cell == "lstm" and not module.residual:
-        return Int8LSTM(module)
+        return lstm(module)
     if type(module) is nn.Linear:
-        return int8_linear(module)
+        return linear(module)
     for name, child in module.named_children():
-        setattr(module, name, _swap(child))
+        setattr(module, name, swap_layers(child, lstm, linear))
     return module
