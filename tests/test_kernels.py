@@ -270,7 +270,7 @@ def test_step_gemm_rejects_a_kind_the_build_lacks():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 def test_lstm_step_without_autograd_takes_the_compiled_pointwise_pass(dtype):
-    from seqlab.nn.cells import LSTMCell
+    from seqlab.nn.cells import LSTMCell, lstm_update
 
     torch.manual_seed(0)
     cell = LSTMCell(3, 5).to(dtype)
@@ -285,6 +285,20 @@ def test_lstm_step_without_autograd_takes_the_compiled_pointwise_pass(dtype):
     for g, v, w in zip(got, via_cell, want):
         torch.testing.assert_close(g, w.detach(), **tol)
         assert torch.equal(v, g)
+    # A recurrent product given apart is added inside the pass: the same as adding it first.
+    r = torch.randn_like(a)
+    with torch.no_grad():
+        summed = _kernels.load().lstm_pointwise(a + r, c)
+        apart = _kernels.load().lstm_pointwise(a, c, r)
+        via_update = lstm_update(a, c, r)
+    reference = lstm_update(a.clone().requires_grad_(), c, r)  # autograd records: PyTorch ops
+    assert reference[0].requires_grad
+    for s, p, u, ref in zip(summed, apart, via_update, reference):
+        torch.testing.assert_close(p, s, atol=1e-7 if dtype == torch.float32 else 1e-14, rtol=0)
+        assert torch.equal(u, p)
+        torch.testing.assert_close(p, ref.detach(), **tol)
+    with pytest.raises(RuntimeError, match="r of a's shape"):
+        _kernels.load().lstm_pointwise(a, c, r[:, :4])
 
 
 def test_float_sigmoid_and_tanh_match_torch_over_the_whole_range():

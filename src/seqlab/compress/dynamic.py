@@ -135,8 +135,7 @@ class Int8LSTMCell(nn.Module):
 
     def step(self, xp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h_tm1, c_tm1 = state
-        a = xp + self.hh(h_tm1)
-        return lstm_update(a, c_tm1)
+        return lstm_update(xp, c_tm1, self.hh(h_tm1))  # the sum of the two is formed in the update's pass
 
 
 class ConvertedLSTM(nn.Module, abc.ABC):

@@ -180,20 +180,23 @@ class _GatedCell(RecurrentCell):
         init.orthogonal_(self.weight_hh, self.gates)
 
 
-def lstm_update(a: Tensor, c_tm1: Tensor) -> tuple[Tensor, Tensor]:
-    """``(h, c)`` of an LSTM step from its gate pre-activations ``a = [a_i a_f a_g a_o]`` and ``c_{t-1}``.
+def lstm_update(a: Tensor, c_tm1: Tensor, r: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(h, c)`` of an LSTM step from its gate pre-activations ``a = [a_i a_f a_g a_o]`` (plus ``r`` of
+    the same shape where given, e.g. the step's recurrent product) and ``c_{t-1}``.
 
     When autograd does not record, one compiled pass over ``(B, 4H)``
     (``lstm_pointwise`` in seqlab's kernels) replaces the chain of PyTorch
     ops below; the two agree to float rounding.
     """
-    if a.dim() == 2:
+    if a.dim() == 2 and (r is None or (r.shape == a.shape and r.dtype == a.dtype)):
         from ._kernels.build import inference_kernels  # here: the kernels package imports this module
 
-        kernels = inference_kernels(a, c_tm1)
+        kernels = inference_kernels(a, c_tm1) if r is None else inference_kernels(a, c_tm1, r)
         if kernels is not None:
-            h, c = kernels.lstm_pointwise(a, c_tm1)
+            h, c = kernels.lstm_pointwise(a, c_tm1, r)
             return h, c
+    if r is not None:
+        a = a + r
     i, f, g, o = a.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)

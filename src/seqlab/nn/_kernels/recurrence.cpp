@@ -2366,35 +2366,58 @@ std::vector<Tensor> forward_autograd(const std::string& kind, const Tensor& x, c
 // instead of a chain of ATen ops with a tensor between each two.
 // ---------------------------------------------------------------------------
 
-// a (B, 4H) gate pre-activations in the order i, f, g, o; c (B, H) the cell entering the step.
-// Writes h, c' of the step: c' = σ(a_f) c + σ(a_i) tanh(a_g), h = σ(a_o) tanh(c').
-template <typename T>
-void lstm_pointwise_rows(const T* a, const T* c, T* h, T* c_new, int64_t B, int64_t H) {
+// a (B, 4H) gate pre-activations in the order i, f, g, o, plus r (B, 4H) where r is not null (a
+// step's recurrent product, so that the caller need not add it first); c (B, H) the cell entering
+// the step.  Writes h, c' of the step: c' = σ(a_f) c + σ(a_i) tanh(a_g), h = σ(a_o) tanh(c').
+template <typename T, bool kSum>
+void lstm_pointwise_rows(const T* a, const T* r, const T* c, T* h, T* c_new, int64_t B, int64_t H) {
   using A = Act<T>;
   for_units(0, B, H, kGrain / 4, [&](int64_t b, int64_t j0, int64_t j1) {
     const T *x = a + b * 4 * H, *c_b = c + b * H;
     T *h_b = h + b * H, *n_b = c_new + b * H;
+    if constexpr (kSum) {
+      const T* y = r + b * 4 * H;
 #pragma omp simd
-    for (int64_t j = j0; j < j1; ++j) {
-      const T cell = A::sigmoid(x[H + j]) * c_b[j] + A::sigmoid(x[j]) * A::tanh(x[2 * H + j]);
-      n_b[j] = cell;
-      h_b[j] = A::sigmoid(x[3 * H + j]) * A::tanh(cell);
+      for (int64_t j = j0; j < j1; ++j) {
+        const T cell = A::sigmoid(x[H + j] + y[H + j]) * c_b[j] +
+                       A::sigmoid(x[j] + y[j]) * A::tanh(x[2 * H + j] + y[2 * H + j]);
+        n_b[j] = cell;
+        h_b[j] = A::sigmoid(x[3 * H + j] + y[3 * H + j]) * A::tanh(cell);
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T cell = A::sigmoid(x[H + j]) * c_b[j] + A::sigmoid(x[j]) * A::tanh(x[2 * H + j]);
+        n_b[j] = cell;
+        h_b[j] = A::sigmoid(x[3 * H + j]) * A::tanh(cell);
+      }
     }
   });
 }
 
-std::vector<Tensor> lstm_pointwise(const Tensor& a_in, const Tensor& c_in) {
+std::vector<Tensor> lstm_pointwise(const Tensor& a_in, const Tensor& c_in, const std::optional<Tensor>& r_in) {
   const Tensor a = a_in.contiguous(), c = c_in.contiguous();
   TORCH_CHECK(a.dim() == 2 && c.dim() == 2 && a.size(0) == c.size(0) && a.size(1) == 4 * c.size(1),
               "seqlab kernels: lstm_pointwise needs a (B, 4H) and c (B, H), got ", a.sizes(), " and ", c.sizes());
   TORCH_CHECK(a.scalar_type() == c.scalar_type() && a.device().is_cpu() && c.device().is_cpu(),
               "seqlab kernels: lstm_pointwise needs CPU tensors of one dtype");
+  Tensor r;
+  if (r_in.has_value()) {
+    r = r_in->contiguous();
+    TORCH_CHECK(r.sizes() == a.sizes() && r.scalar_type() == a.scalar_type() && r.device().is_cpu(),
+                "seqlab kernels: lstm_pointwise adds an r of a's shape and dtype, got ", r.sizes(), " and ",
+                a.sizes());
+  }
   const int64_t B = c.size(0), H = c.size(1);
   Tensor h = fresh({B, H}, c.options()), c_new = fresh({B, H}, c.options());  // pooled: no page faults per step
   pybind11::gil_scoped_release no_gil;
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "seqlab_lstm_pointwise", [&] {
-    lstm_pointwise_rows<scalar_t>(a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
-                                  c_new.data_ptr<scalar_t>(), B, H);
+    const scalar_t *x = a.data_ptr<scalar_t>(), *cp = c.data_ptr<scalar_t>();
+    scalar_t *hp = h.data_ptr<scalar_t>(), *np = c_new.data_ptr<scalar_t>();
+    if (r.defined())
+      lstm_pointwise_rows<scalar_t, true>(x, r.data_ptr<scalar_t>(), cp, hp, np, B, H);
+    else
+      lstm_pointwise_rows<scalar_t, false>(x, nullptr, cp, hp, np, B, H);
   });
   return {h, c_new};
 }
@@ -2606,7 +2629,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   m.def("add_tanh_", &seqlab::add_tanh_, pybind11::arg("a"), pybind11::arg("b") = pybind11::none(),
         "a = tanh(a + b) in place (b absent: tanh(a)), one pass");
-  m.def("lstm_pointwise", &seqlab::lstm_pointwise, "h and c of one LSTM step from its gate pre-activations");
+  m.def("lstm_pointwise", &seqlab::lstm_pointwise, pybind11::arg("a"), pybind11::arg("c"),
+        pybind11::arg("r") = pybind11::none(), "h and c of one LSTM step from its gate pre-activations a (+ r)");
   m.def("dot_attention", &seqlab::dot_attention, pybind11::arg("q"), pybind11::arg("keys"), pybind11::arg("values"),
         pybind11::arg("mask"), pybind11::arg("rows") = pybind11::none(),
         "one query per row: masked softmax of dot products, weighted sum (rows: the source row of each query)");
