@@ -214,20 +214,24 @@ def test_int8_linear_runs_its_scheme_on_the_kernels_with_any_thread_count():
         q(torch.randn(2, 39))
 
 
-def test_int8_linear_falls_back_to_torchs_dynamic_quantisation_without_fbgemm(monkeypatch):
+def test_int8_linear_falls_back_without_fbgemm(monkeypatch):
     from torch import nn
 
     from seqlab.compress import dynamic
     from seqlab.nn import _kernels
 
-    monkeypatch.setattr(_kernels, "int8_available", lambda kernels: False)
     torch.manual_seed(0)
     linear = nn.Linear(12, 5)
+    made_here = dynamic.Int8Linear(linear)
+    monkeypatch.setattr(_kernels, "int8_available", lambda kernels: False)
     q = dynamic.int8_linear(linear)
     assert not isinstance(q, (nn.Linear, dynamic.Int8Linear))
     x = torch.randn(4, 12)
     with torch.no_grad():
         torch.testing.assert_close(q(x), linear(x), atol=0.05, rtol=0)
+        # An Int8Linear where the kernels lack fbgemm multiplies by its dequantised weight.
+        torch.testing.assert_close(made_here(x), linear(x), atol=0.05, rtol=0)
+    assert made_here._packed is None
 
 
 def _model_converters():

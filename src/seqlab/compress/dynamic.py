@@ -74,8 +74,8 @@ class Int8Linear(nn.Module):
     each call quantises all its input rows to 7 bits with one scale and zero
     point from their range, multiplies with int32 sums and adds the bias in
     float32.  Needs kernels built with fbgemm (``_kernels.int8_available``);
-    input that is not float32 on the CPU takes the dequantised weight in
-    its own dtype instead.
+    without them, and for input that is not float32 on the CPU, it
+    multiplies by the dequantised weight in the input's dtype instead.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -88,12 +88,19 @@ class Int8Linear(nn.Module):
         self._packed = None  # the kernels' packed copy of the buffers, made at the first call
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype != torch.float32 or x.device.type != "cpu":
-            bias = self.bias.to(x) if self.bias is not None else None
-            return F.linear(x, self.weight.to(x) * self.scale.to(x).unsqueeze(1), bias)
+        if x.dtype == torch.float32 and x.device.type == "cpu" and self._pack() is not None:
+            return self._packed(x)
+        bias = self.bias.to(x) if self.bias is not None else None
+        return F.linear(x, self.weight.to(x) * self.scale.to(x).unsqueeze(1), bias)
+
+    def _pack(self):
+        """The kernels' packed weight, made at the first call; None where the kernels lack fbgemm (a copy
+        taken to another machine, say)."""
         if self._packed is None:
-            self._packed = _kernels.load().Int8Linear(self.weight, self.scale, self.bias)
-        return self._packed(x)
+            kernels = _kernels.load()
+            if _kernels.int8_available(kernels):
+                self._packed = kernels.Int8Linear(self.weight, self.scale, self.bias)
+        return self._packed
 
     def _apply(self, fn, recurse=True):
         self._packed = None  # the buffers may move or change
