@@ -2366,6 +2366,17 @@ std::vector<Tensor> forward_autograd(const std::string& kind, const Tensor& x, c
 // instead of a chain of ATen ops with a tensor between each two.
 // ---------------------------------------------------------------------------
 
+// The optional tensor a pointwise pass adds to ``like``: contiguous, of its shape and dtype, on the
+// CPU; undefined where absent.
+Tensor addend(const std::optional<Tensor>& given, const Tensor& like, const char* pass) {
+  if (!given.has_value()) return Tensor();
+  Tensor t = given->contiguous();
+  TORCH_CHECK(t.sizes() == like.sizes() && t.scalar_type() == like.scalar_type() && t.device().is_cpu(),
+              "seqlab kernels: ", pass, " adds a CPU tensor of the same shape and dtype, got ", t.sizes(), " ",
+              t.scalar_type(), " for ", like.sizes(), " ", like.scalar_type());
+  return t;
+}
+
 // a (B, 4H) gate pre-activations in the order i, f, g, o, plus r (B, 4H) where r is not null (a
 // step's recurrent product, so that the caller need not add it first); c (B, H) the cell entering
 // the step.  Writes h, c' of the step: c' = σ(a_f) c + σ(a_i) tanh(a_g), h = σ(a_o) tanh(c').
@@ -2401,13 +2412,7 @@ std::vector<Tensor> lstm_pointwise(const Tensor& a_in, const Tensor& c_in, const
               "seqlab kernels: lstm_pointwise needs a (B, 4H) and c (B, H), got ", a.sizes(), " and ", c.sizes());
   TORCH_CHECK(a.scalar_type() == c.scalar_type() && a.device().is_cpu() && c.device().is_cpu(),
               "seqlab kernels: lstm_pointwise needs CPU tensors of one dtype");
-  Tensor r;
-  if (r_in.has_value()) {
-    r = r_in->contiguous();
-    TORCH_CHECK(r.sizes() == a.sizes() && r.scalar_type() == a.scalar_type() && r.device().is_cpu(),
-                "seqlab kernels: lstm_pointwise adds an r of a's shape and dtype, got ", r.sizes(), " and ",
-                a.sizes());
-  }
+  const Tensor r = addend(r_in, a, "lstm_pointwise");
   const int64_t B = c.size(0), H = c.size(1);
   Tensor h = fresh({B, H}, c.options()), c_new = fresh({B, H}, c.options());  // pooled: no page faults per step
   pybind11::gil_scoped_release no_gil;
@@ -2444,13 +2449,7 @@ void add_tanh_rows(T* a, const T* b, int64_t rows, int64_t cols) {
 void add_tanh_(Tensor& a, const std::optional<Tensor>& b_in) {
   TORCH_CHECK(a.is_contiguous() && a.device().is_cpu() && (a.scalar_type() == at::kFloat ||
               a.scalar_type() == at::kDouble), "seqlab kernels: add_tanh_ writes a contiguous float CPU tensor");
-  Tensor b;
-  if (b_in.has_value()) {
-    b = b_in->contiguous();
-    TORCH_CHECK(b.sizes() == a.sizes() && b.scalar_type() == a.scalar_type() && b.device().is_cpu(),
-                "seqlab kernels: add_tanh_ adds a tensor of the same shape and dtype, got ", b.sizes(), " and ",
-                a.sizes());
-  }
+  const Tensor b = addend(b_in, a, "add_tanh_");
   if (a.numel() == 0) return;
   const int64_t cols = a.dim() > 0 ? a.size(-1) : 1, rows = a.numel() / cols;
   pybind11::gil_scoped_release no_gil;
