@@ -191,13 +191,15 @@ def test_fast_serves_the_shipped_distilled_model_greedily():
     assert info["beam"] == 1 and body["results"][0]["phones"] == fast.pronounce(["phoneme"], beam=1)[0]
 
 
-def test_serves_in_bf16_on_request_and_refuses_an_unknown_compute():
+@pytest.mark.parametrize("compute", ["bfloat16", "int8"])
+def test_serves_in_low_precision_on_request_and_refuses_an_unknown_compute(compute):
     fast = load_pretrained(fast=True)
-    with BackgroundServer(create_app(ServeConfig(fast=True, beam=1, compute="bfloat16"))) as url:
+    words = ["phoneme", "seqlab", "quantised"]
+    with BackgroundServer(create_app(ServeConfig(fast=True, beam=1, compute=compute))) as url:
         info = _get(f"{url}/api/info").json()
-        body = _post(url, {"words": ["phoneme"]}).json()
-    assert info["model"]["compute"] == "bfloat16"
+        body = _post(url, {"words": words}).json()
+    assert info["model"]["compute"] == compute
     assert info["model"]["parameters"] == sum(p.numel() for p in fast.model.parameters())
-    assert body["results"][0]["phones"] == fast.bfloat16().pronounce(["phoneme"], beam=1)[0]
+    assert [r["phones"] for r in body["results"]] == fast.with_compute(compute).pronounce(words, beam=1)
     with pytest.raises(SeqlabError, match="compute must be one of"):
         create_app(ServeConfig(fast=True, compute="float16"))
