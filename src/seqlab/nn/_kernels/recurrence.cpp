@@ -636,17 +636,22 @@ class Int8StepGemm {
   }
 
   // c (m, n) = the product of m rows of a quantised with (s, z): the share of thread ``part`` of ``parts``.
-  void product(const float* a, int64_t m, std::pair<float, int32_t> q, float* c, int part = 0, int parts = 1) const {
+  // ``sums`` (m, n) int32 scratch that the parts share (each writes its own rows); null: this thread's own.
+  void product(const float* a, int64_t m, std::pair<float, int32_t> q, float* c, int part = 0, int parts = 1,
+               int32_t* sums = nullptr) const {
     const auto [s, z] = q;
-    thread_local std::vector<int32_t> sums32;
-    sums32.resize(static_cast<size_t>(m * n_));
+    thread_local std::vector<int32_t> own;
+    if (sums == nullptr) {
+      own.resize(static_cast<size_t>(m * n_));
+      sums = own.data();
+    }
     fbgemm::PackAWithQuantRowOffset<uint8_t> packed_rows(fbgemm::matrix_op_t::NoTranspose, m, k_, a, k_, nullptr, s,
                                                          z, 1, nullptr);
     fbgemm::DoNothing<float, float> done;
     fbgemm::ReQuantizeForFloat<false, fbgemm::QuantizationGranularity::OUT_CHANNEL> to_float(
         done, s, scales_.data(), z, zeros_.data(), packed_rows.getRowOffsetBuffer(), sums_.data(),
         bias_.empty() ? nullptr : bias_.data(), n_);
-    fbgemm::fbgemmPacked(packed_rows, packed_, c, sums32.data(), n_, to_float, part, parts);
+    fbgemm::fbgemmPacked(packed_rows, packed_, c, sums, n_, to_float, part, parts);
   }
 
   // The step product of rows [b0, b1) of a, quantised on their own, into the same rows of c.
@@ -695,8 +700,9 @@ class Int8Linear {
     if (parts == 1) {
       gemm_.product(a, m, q, c);
     } else {
+      std::vector<int32_t> sums(static_cast<size_t>(m * n));  // one scratch for all parts, not one each
       at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) gemm_.product(a, m, q, c, static_cast<int>(p), parts);
+        for (int64_t p = p0; p < p1; ++p) gemm_.product(a, m, q, c, static_cast<int>(p), parts, sums.data());
       });
     }
     return out;
