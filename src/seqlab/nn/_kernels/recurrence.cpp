@@ -2626,8 +2626,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "an LSTM layer and direction for inference from x W^T, with its recurrent product in int8 (fbgemm)");
 #endif
 #ifdef SEQLAB_USE_FBGEMM
+  // module_local: two builds loaded side by side (benchmarks/kernel_ab.py, g2p_ab.py) each register
+  // their own type instead of the second failing on a name the first took.
   pybind11::class_<seqlab::Int8Linear>(m, "Int8Linear",
-                                       "y = x W^T + b for inference in int8: W with a scale per row, packed once")
+                                       "y = x W^T + b for inference in int8: W with a scale per row, packed once",
+                                       pybind11::module_local())
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&>(),
            pybind11::arg("weight"), pybind11::arg("scales"), pybind11::arg("bias") = pybind11::none())
       .def("__call__", &seqlab::Int8Linear::operator(), no_gil());
