@@ -388,16 +388,16 @@ class PanelGemm {
   // The same product for a long A of m rows, (m, k), or stored transposed, (k, m), when
   // ``a_transposed``: the whole-sequence GEMMs.  Each thread takes an equal share of the
   // rows (ATen cuts [0, m) into one piece per thread) through every panel in groups of
-  // kGroupRows, the per-step pattern (a few rows of A stay in L1 while the panels stream
-  // past from L2).  Shared out as whole groups instead, 1024 rows made 15 and 14 groups
+  // group_rows().  Shared out as whole groups instead, 1024 rows made 15 and 14 groups
   // of 36 for 2 threads: on a Zen 4 the even shares took 0.96x the time there and 0.89x
   // at 512 rows (dW^T and dU^T at H = 256 and 128).  On an AMD EPYC this beat MKL's GEMM
   // at the issue-4 input projections (`seqlab bench cells` times both as its GEMM reference).
   void product(const float* a, bool a_transposed, int64_t m, float beta, float* c) const {
     const bool add = beta != 0.0f;
+    const int64_t group = group_rows();
     at::parallel_for(0, m, kGroupRows, [&](int64_t b0, int64_t b1) {
-      for (int64_t r0 = b0; r0 < b1; r0 += kGroupRows) {
-        const int64_t rows = std::min(kGroupRows, b1 - r0);
+      for (int64_t r0 = b0; r0 < b1; r0 += group) {
+        const int64_t rows = std::min(group, b1 - r0);
         for (int64_t q = 0; q < panels_; ++q) {
           if (a_transposed)
             panel<true>(a + r0, m, rows, q, add, c + r0 * n_);
@@ -406,6 +406,18 @@ class PanelGemm {
         }
       }
     });
+  }
+
+  // Rows of A that product() takes through all the panels at a time.  Where the packed weight fits
+  // in a core's L2: kGroupRows, the per-step pattern (those rows stay in L1 while the panels stream
+  // past from L2).  Where it does not, the panels come from L3 once per group whatever its size, so
+  // the group grows until its rows fill a quarter of L2 (126 rows at k = 256 with 512 KiB).  On a
+  // Zen 3 (512 KiB of L2) lstm, gru and peephole then took 0.97-0.99x the time at issue 4's first
+  // two shapes, training and inference (benchmarks/kernel_ab.py, 20 rounds).
+  int64_t group_rows() const {
+    const int64_t bytes = static_cast<int64_t>(sizeof(float)), l2 = l2_bytes();
+    if (panels_ * kPanel * k_ * bytes <= l2) return kGroupRows;
+    return std::max(kGroupRows, l2 / 4 / (k_ * bytes) / kRows * kRows);
   }
 
  private:
