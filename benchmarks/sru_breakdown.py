@@ -24,10 +24,11 @@ does the same arithmetic as one ``torch.mm`` over the whole sequence:
 
 Every piece runs once per round in a shuffled order; times are medians over
 the rounds after warm-up, and each "over its GEMM" figure is the median of
-the within-round ratio.  Writes ``docs/results/sru_breakdown.md``.
+the within-round ratio.  Writes ``docs/results/sru_breakdown.md`` (``--page
+NAME``: NAME.md, one page per machine kind, as ``seqlab bench cells`` does).
 
 Usage:
-    python benchmarks/sru_breakdown.py [--repeats N] [--out DIR]
+    python benchmarks/sru_breakdown.py [--repeats N] [--out DIR] [--page NAME]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from seqlab.nn._kernels.functions import _SPECS
 from seqlab.provenance import cpu_name, git_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cells import REPO, SHAPES, WARMUP, _median_ms, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
+from cells import REPO, SHAPES, WARMUP, _median_ms, _page_name, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
 
 
 def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list[tuple[str, float, float, float]]:
@@ -116,11 +117,12 @@ def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list
     ]
 
 
-def _render(rows: dict[str, list[tuple[str, float, float, float]]], repeats: int) -> str:
+def _render(rows: dict[str, list[tuple[str, float, float, float]]], repeats: int, page: str = "sru_breakdown") -> str:
+    command = "python benchmarks/sru_breakdown.py" + ("" if page == "sru_breakdown" else f" --page {page}")
     lines = [
         "# SRU training on the CPU: each piece against its GEMM",
         "",
-        f"Written by `python benchmarks/sru_breakdown.py` on "
+        f"Written by `{command}` on "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC (commit {git_commit(REPO)}), "
         f"torch {torch.__version__}, {cpu_name()}, {torch.get_num_threads()} torch thread(s). One layer, float32, "
         f"median of {repeats} rounds after {WARMUP} warm-up rounds. *reference*: the one `torch.mm` that does the "
@@ -143,7 +145,10 @@ def _render(rows: dict[str, list[tuple[str, float, float, float]]], repeats: int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds per shape (default 30)")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="where the page goes")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="the folder the page goes to")
+    parser.add_argument("--page", type=_page_name, default="sru_breakdown",
+                        help="name of the page without .md (default: sru_breakdown); one per machine kind, "
+                             "e.g. sru_breakdown_zen3")
     args = parser.parse_args(argv)
     kernels = _kernels.load()
     if kernels is None:
@@ -156,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[sru breakdown] T={T}, B={B}, I={I}, H={H}", file=sys.stderr, flush=True)
         rows[f"T={T}, B={B}, I={I}, H={H}"] = _shape_rows(kernels, shape, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "sru_breakdown.md"
-    atomic_write_bytes(path, _render(rows, args.repeats).encode())
+    path = args.out / f"{args.page}.md"
+    atomic_write_bytes(path, _render(rows, args.repeats, args.page).encode())
     print(path)
     return 0
 

@@ -683,3 +683,13 @@ def test_sru_breakdown_sets_the_step_and_its_gemms_beside_torch_lstm(monkeypatch
     # (At this tiny size "dx in the loop", a difference of two timings, can come out negative.)
     assert gemms_ms > 0 and all(r > 0 for *_, r in rows[-2:])
     assert "the issue asks for 0.33x" in bench._render({"T=3": rows}, 3)
+    assert "`python benchmarks/sru_breakdown.py --page sru_breakdown_zen3`" in bench._render({"T=3": rows}, 3,
+                                                                                           "sru_breakdown_zen3")
+
+
+def test_sru_breakdown_refuses_a_page_name_with_a_folder_or_extension(capsys):
+    bench = load_benchmark("sru_breakdown")
+    for bad in ("../x", "page.md", ""):
+        with pytest.raises(SystemExit):
+            bench.main(["--page", bad])
+    assert "--page" in capsys.readouterr().err
