@@ -413,8 +413,9 @@ class PanelGemm {
   // past from L2).  Where it does not, the panels come from L3 once per group whatever its size, so
   // the group grows until its rows fill a quarter of L2 (126 rows at k = 256 with 512 KiB).  On a
   // Zen 3 (512 KiB of L2) lstm, gru and peephole then took 0.97-1.00x the time at issue 4's first
-  // two shapes, training and inference (benchmarks/kernel_ab.py, 20 rounds), and G2P's float32
-  // greedy decoding 0.96x (benchmarks/g2p_ab.py, median of 6 pairs).
+  // two shapes, training and inference (benchmarks/kernel_ab.py, 20 rounds).  G2P's float32 greedy
+  // decoding (one thread, 384-deep products of 2,000 rows) did not move beyond benchmarks/g2p_ab.py's
+  // noise: 1.044x and 1.007x the words/s in two runs (6 and 10 pairs).
   int64_t group_rows() const {
     const int64_t bytes = static_cast<int64_t>(sizeof(float)), l2 = l2_bytes();
     if (panels_ * kPanel * k_ * bytes <= l2) return kGroupRows;
