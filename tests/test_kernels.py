@@ -261,7 +261,6 @@ def test_whole_sequence_product_matches_torch_mm(ta, tb, depth):
         kernels.matmul(torch.randn(3, 4), torch.randn(5, 2))
 
 
-
 @pytest.mark.parametrize("ta", [False, True])
 def test_whole_sequence_product_with_a_weight_beyond_l2(ta):
     """A weight of 2.6 MB (256 x 2500), more than one core's L2 on the CPUs here: the panels take the
@@ -275,6 +274,7 @@ def test_whole_sequence_product_with_a_weight_beyond_l2(ta):
     for kind in _step_gemms():
         got = kernels.matmul(a, b)
         torch.testing.assert_close(got.double(), want, atol=3e-4, rtol=1e-5, msg=lambda m, k=kind: f"{k}: {m}")
+
 
 def test_step_gemm_rejects_a_kind_the_build_lacks():
     kernels = _kernels.load()
