@@ -47,7 +47,9 @@ from seqlab.nn._kernels.functions import _SPECS
 from seqlab.provenance import cpu_name, git_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cells import REPO, SHAPES, WARMUP, _median_ms, _page_name, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
+from cells import (  # noqa: E402  (benchmarks/cells.py)
+    REPO, SHAPES, WARMUP, _median_ms, _page_name, _paired_ratio, _positive_int, timed_rounds,
+)
 
 
 def _shape_rows(kernels, shape: tuple[int, int, int, int], repeats: int) -> list[tuple[str, float, float, float]]:
@@ -144,7 +146,7 @@ def _render(rows: dict[str, list[tuple[str, float, float, float]]], repeats: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=30, help="timed rounds per shape (default 30)")
+    parser.add_argument("--repeats", type=_positive_int, default=30, help="timed rounds per shape (default 30)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="the folder the page goes to")
     parser.add_argument("--page", type=_page_name, default="sru_breakdown",
                         help="name of the page without .md (default: sru_breakdown); one per machine kind, "

@@ -687,9 +687,12 @@ def test_sru_breakdown_sets_the_step_and_its_gemms_beside_torch_lstm(monkeypatch
                                                                                            "sru_breakdown_zen3")
 
 
-def test_sru_breakdown_refuses_a_page_name_with_a_folder_or_extension(capsys):
+def test_sru_breakdown_refuses_a_bad_page_name_or_round_count(capsys):
     bench = load_benchmark("sru_breakdown")
     for bad in ("../x", "page.md", ""):
         with pytest.raises(SystemExit):
             bench.main(["--page", bad])
     assert "--page" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "0"])
+    assert "--repeats" in capsys.readouterr().err
