@@ -99,6 +99,8 @@ def test_int8_lstm_runs_int8_products_on_the_kernels_and_torchs_quantised_lstm_w
         assert (kernel_path is not None) == (_kernels.load() is not None)
         int8_rec = q._int8_recurrences(x)
         assert (int8_rec is not None) == _kernels.int8_available(_kernels.load())
+        if int8_rec is not None:  # each recurrent weight packed once, shared with the per-step cell
+            assert int8_rec(1) is q._int8_recurrences(x)(1) is q.cells[1].hh._pack()
         full_int8 = q(x, lengths=lengths)  # int8 recurrences too, where the kernels have them
         embedded, (eh, _) = q.forward_embedded(embedding, ids, lengths)
         fallback, (fh, _) = run_native(q.native(), x, None, lengths, True)
@@ -149,11 +151,12 @@ def test_int8_recurrence_kernel_matches_its_reference(reverse):
     xp, lengths = torch.randn(T, B, 4 * H), torch.tensor([6, 2, 4, 1, 6])
     state = (torch.randn(B, H) * 0.5, torch.randn(B, H))
     weight, scale = quantize_rows(cell.weight_hh)
+    packed = kernels.Int8Linear(weight, scale)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one block of rows: one quantisation of h per step, as in the reference
     try:
         with torch.no_grad():
-            got, (gh, gc) = _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, True, (weight, scale))
+            got, (gh, gc) = _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, True, packed)
             plain, _ = _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, True)
     finally:
         torch.set_num_threads(threads)
@@ -164,7 +167,7 @@ def test_int8_recurrence_kernel_matches_its_reference(reverse):
     assert bool((got[2:, 1] == 0).all()) and bool((got[1:, 3] == 0).all())
     torch.testing.assert_close(got, plain, atol=0.05, rtol=0)  # and stays near the float recurrence
     with pytest.raises(ValueError, match="plain LSTM"):
-        _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, False, (weight, scale))
+        _kernels.run_cell(kernels, cell, xp, state, lengths, reverse, False, packed)
 
 
 def _int8_linear_reference(x, weight, scale, bias):

@@ -200,14 +200,18 @@ class Int8LSTM(ConvertedLSTM):
         for p in self.float_rnn.parameters():
             p.requires_grad_(False)
         self.inputs = nn.ModuleList(int8_linear(_input_linear(cell)) for cell in rnn.cells)
-        # Each recurrent weight in int8 with a scale per row, for the kernels' int8 recurrence.
-        self.recurrent_int8 = [quantize_rows(cell.weight_hh) for cell in rnn.cells]
 
     def _int8_recurrences(self, sample: Tensor):
-        """``Recurrent.forward_products``' ``int8_recurrences``, or None where the kernels lack them."""
+        """``Recurrent.forward_products``' ``int8_recurrences``, or None where the kernels lack them: the
+        recurrent weights of the per-step ``cells``, packed once for fbgemm and shared with them."""
         if not _kernels.int8_available(_kernels.load()) or sample.dtype != torch.float32:
             return None
-        return self.recurrent_int8.__getitem__
+
+        def recurrence(k: int):
+            hh = self.cells[k].hh
+            return hh._pack() if isinstance(hh, Int8Linear) else None
+
+        return recurrence
 
     def convert_lstm(self, lstm: nn.LSTM) -> nn.Module | None:
         # Where the kernels have the int8 products, torch's quantised LSTM is made only if a call needs it.

@@ -49,9 +49,9 @@ Runner = Callable[[RecurrentCell, Tensor, tuple, "Tensor | None", bool], tuple[T
 # Input products of a layer for inference: (layer, layer input (T, B, I)) -> x Wᵀ (T, B, G) per
 # direction, or None (the kernel multiplies).
 Products = Callable[[int, Tensor], "list[Tensor] | None"]
-# Int8 recurrent weights for inference from given products: layer-direction index -> (U_q, scale) or None
-# (see _kernels.run_cell).
-Int8Recurrences = Callable[[int], "tuple[Tensor, Tensor] | None"]
+# Int8 recurrent weights for inference from given products: layer-direction index -> U as the kernels'
+# packed Int8Linear, or None (see _kernels.run_cell).
+Int8Recurrences = Callable[[int], "object | None"]
 
 
 # The kernels only read their lengths and initial state (they copy the state

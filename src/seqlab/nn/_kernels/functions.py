@@ -131,7 +131,7 @@ def run_cell(
     lengths: Tensor,
     reverse: bool,
     projected: bool = False,
-    int8_recurrence: tuple[Tensor, Tensor] | None = None,
+    int8_recurrence: object | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer and direction: ``x (T, B, I)``, ``state`` of ``(B, H)``, ``lengths (B,)`` int64 on the CPU.
 
@@ -141,18 +141,17 @@ def run_cell(
     unless ``projected``: then, for inference only, ``x`` is already
     ``x Wᵀ (T, B, G)`` (``W``: :func:`input_weight`, no bias), computed by the
     caller, e.g. looked up from a table of embedding rows or by an int8 GEMM.
-    ``int8_recurrence``, with ``projected``, for a plain LSTM cell: ``(U_q,
-    scales)``, its recurrent weight in int8 with a float32 scale per row
-    (``(4H, H)`` and ``(4H,)``, ``U ≈ scales[:, None] U_q``);
-    each step's product ``h U^T`` then runs in int8 too (``kernels`` built
-    with fbgemm: :func:`int8_available`).
+    ``int8_recurrence``, with ``projected``, for a plain LSTM cell: its
+    recurrent weight ``U (4H, H)`` as the kernels' ``Int8Linear`` without bias
+    (int8 with a float32 scale per row, packed once when it was made; see
+    ``seqlab.compress.Int8Linear``); each step's product ``h U^T`` then runs
+    in int8 too (``kernels`` built with fbgemm: :func:`int8_available`).
     """
     if int8_recurrence is not None:
         if not (projected and type(cell) is LSTMCell and int8_available(kernels)):
             raise ValueError("int8_recurrence runs a plain LSTM cell from given input products, on kernels "
                              "built with fbgemm")
-        weight, scale = int8_recurrence
-        result = kernels.forward_projected_int8(x, cell.bias_ih + cell.bias_hh, list(state), weight, scale, lengths,
+        result = kernels.forward_projected_int8(x, cell.bias_ih + cell.bias_hh, list(state), int8_recurrence, lengths,
                                                 reverse)
         return result[0], tuple(result[1:3])
     kind, proj, params, options = _SPECS[type(cell)](cell)

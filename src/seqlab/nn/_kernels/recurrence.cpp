@@ -639,6 +639,7 @@ class Int8StepGemm {
   int64_t rows() const { return n_; }
   int64_t cols() const { return k_; }
   int64_t bytes() const { return n_ * k_; }
+  bool has_bias() const { return !bias_.empty(); }
 
   // The scale and zero point of m rows of a (k floats each); the range always holds 0, so that 0 is exact.
   std::pair<float, int32_t> quantisation(const float* a, int64_t m) const {
@@ -721,6 +722,9 @@ class Int8Linear {
     }
     return out;
   }
+
+  // The packed weight, for a recurrence's step products (forward_projected_int8).
+  const Int8StepGemm& gemm() const { return gemm_; }
 
  private:
   static Int8StepGemm checked(const Tensor& q_in, const Tensor& scales_in, const std::optional<Tensor>& bias_in) {
@@ -2212,23 +2216,22 @@ std::vector<Tensor> forward_projected(const std::string& kind, const Tensor& xp,
 
 #ifdef SEQLAB_USE_FBGEMM
 // Inference of one LSTM layer and direction from its input products xp = x W^T (T, B, 4H), float32,
-// with the recurrent product in int8 (Int8StepGemm): U_q (4H, H) int8 with a float32 scale per row
-// (``scales`` (4H)); b (4H) both biases summed.  Returns [output (T, B, H), h_T, c_T].
+// with the recurrent product in int8: ``recurrent`` is U (4H, H) as an Int8Linear without bias,
+// packed once when it was made; b (4H) both biases summed.  Returns [output (T, B, H), h_T, c_T].
 std::vector<Tensor> forward_projected_int8(const Tensor& xp_in, const Tensor& b_in, const std::vector<Tensor>& state_in,
-                                           const Tensor& u_in, const Tensor& scales_in, const Tensor& lengths_in,
-                                           bool reverse) {
-  const Tensor xp = xp_in.contiguous(), b = b_in.contiguous(), u = u_in.contiguous(), lengths = lengths_in.contiguous();
-  const Tensor scales = scales_in.contiguous();
+                                           const Int8Linear& recurrent_in, const Tensor& lengths_in, bool reverse) {
+  const Tensor xp = xp_in.contiguous(), b = b_in.contiguous(), lengths = lengths_in.contiguous();
   std::vector<Tensor> state = contiguous(state_in);
-  check(xp, {b, scales}, lengths), check(xp, state, lengths);
+  check(xp, {b}, lengths), check(xp, state, lengths);
   TORCH_CHECK(xp.scalar_type() == at::kFloat, "seqlab kernels: the int8 recurrence takes float32 input products");
   TORCH_CHECK(state.size() == 2, "seqlab kernels: an LSTM state is (h, c)");
   const int64_t B = xp.size(1), H = state[0].size(1), G = 4 * H;
-  TORCH_CHECK(xp.size(2) == G && b.numel() == G && scales.numel() == G && u.device().is_cpu() &&
-                  u.scalar_type() == at::kChar && u.dim() == 2 && u.size(0) == G && u.size(1) == H,
-              "seqlab kernels: forward_projected_int8 takes xp (T, B, 4H), b (4H), int8 U (4H, H) and scales (4H)");
+  const Int8StepGemm& recurrent = recurrent_in.gemm();
+  TORCH_CHECK(xp.size(2) == G && b.numel() == G && recurrent.rows() == G && recurrent.cols() == H &&
+                  !recurrent.has_bias(),
+              "seqlab kernels: forward_projected_int8 takes xp (T, B, 4H), b (4H) and U (4H, H) as an Int8Linear "
+              "without bias");
   TORCH_CHECK(lengths.numel() == B, "seqlab kernels: one length per row");
-  const Int8StepGemm recurrent(u.data_ptr<int8_t>(), G, H, scales.data_ptr<float>());
   const Tensor no_peephole = at::zeros({3, H}, xp.options());
   return peephole_loop<float>(xp, b.data_ptr<float>(), state, no_peephole, recurrent, lengths.data_ptr<int64_t>(),
                               Steps{xp.size(0), reverse, false});
@@ -2636,10 +2639,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_autograd", &seqlab::forward_autograd, no_gil(),
         "forward() (training) with an autograd node whose backward runs backward()");
 #ifdef SEQLAB_USE_FBGEMM
-  m.def("forward_projected_int8", &seqlab::forward_projected_int8, no_gil(),
-        "an LSTM layer and direction for inference from x W^T, with its recurrent product in int8 (fbgemm)");
-#endif
-#ifdef SEQLAB_USE_FBGEMM
   // module_local: two builds loaded side by side (benchmarks/kernel_ab.py, g2p_ab.py) each register
   // their own type instead of the second failing on a name the first took.
   pybind11::class_<seqlab::Int8Linear>(m, "Int8Linear",
@@ -2648,6 +2647,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(pybind11::init<const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&>(),
            pybind11::arg("weight"), pybind11::arg("scales"), pybind11::arg("bias") = pybind11::none())
       .def("__call__", &seqlab::Int8Linear::operator(), no_gil());
+  m.def("forward_projected_int8", &seqlab::forward_projected_int8, no_gil(),
+        "an LSTM layer and direction for inference from x W^T, with its recurrent product in int8 (fbgemm)");
 #endif
   m.def("add_tanh_", &seqlab::add_tanh_, pybind11::arg("a"), pybind11::arg("b") = pybind11::none(),
         "a = tanh(a + b) in place (b absent: tanh(a)), one pass");
