@@ -144,7 +144,7 @@ def run_cell(
     ``int8_recurrence``, with ``projected``, for a plain LSTM cell: its
     recurrent weight ``U (4H, H)`` as the kernels' ``Int8Linear`` without bias
     (int8 with a float32 scale per row, packed once when it was made; see
-    ``seqlab.compress.Int8Linear``); each step's product ``h U^T`` then runs
+    ``seqlab.compress.dynamic.Int8Linear``); each step's product ``h U^T`` then runs
     in int8 too (``kernels`` built with fbgemm: :func:`int8_available`).
     """
     if int8_recurrence is not None:
