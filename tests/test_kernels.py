@@ -632,6 +632,42 @@ def test_benchmark_ratios_pair_the_rounds():
         bench._paired_ratio([1.0], [1.0, 2.0])  # rounds must pair up one to one
 
 
+def test_benchmark_interval_of_a_median_is_its_order_statistics():
+    bench = _bench_module()
+    values = [float(v) for v in range(25, 0, -1)]
+    # 25 values: P(at most 7 of them under the median) = 0.0216 <= 0.025 < P(at most 8) = 0.0539.
+    assert bench._median_interval(values) == (8.0, 18.0)
+    assert bench._median_interval(values, level=0.5) == (11.0, 15.0)  # 0.2122 <= 0.25 < 0.3450
+    # Five values cannot give 95% (the widest interval covers 1 - 2/32 of the time): all of them.
+    assert bench._median_interval([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0)
+    assert bench._median_interval([2.0]) == (2.0, 2.0)
+    with pytest.raises(ValueError):
+        bench._median_interval([])
+    # Within-round ratios, paired as for the median: 0.5, 1.0, 0.5.
+    assert bench._paired_interval([1.0, 2.0, 3.0], [2.0, 2.0, 6.0]) == (0.5, 1.0)
+
+
+def test_benchmark_page_gives_each_check_its_interval():
+    bench = _bench_module()
+    shape = {"T": 1, "B": 2, "I": 3, "H": 4, "gemm_ms": 1.0, "gemm_gflops": 1.0, "rows": []}
+    for model, ratio, interval in [("janet", 0.9, (0.85, 0.95)), ("cifg", 0.98, (0.9, 1.06)),
+                                   ("sru", 1.2, (1.1, 1.3))]:
+        row = {"model": model, "path": "seqlab", "infer_ms": 1.0, "train_ms": 1.0, "infer_ratio": 1.0,
+               "train_ratio": ratio, "infer_interval": (0.9, 1.1), "train_interval": interval, "train_gflops": 1.0,
+               "flops_ratio": 1.0, "infer_floor": 0.5, "train_floor": 0.5}
+        row["targets"] = {"training vs LSTM": bench._targets(model, row)["training vs LSTM"]}
+        shape["rows"].append(row)
+    record = {"device": "cpu", "date": "d", "commit": None, "command": "c", "torch": "t", "cpu": "x", "threads": 1,
+              "repeats": 25, "warmup": 0, "shapes": [shape]}
+    page = bench._render(record)
+    assert "**2 of 3 target checks met.** Missed:\n- sru at T=1, B=2, I=3, H=4: training vs LSTM 1.20x > 1.00x " \
+           "(95% interval 1.10-1.30x; floor 0.50x)" in page
+    # cifg met, but its interval reaches past the limit; janet's lies below it and is not listed.
+    assert "another run may miss them):\n- cifg at T=1, B=2, I=3, H=4: training vs LSTM 0.98x <= 1.00x " \
+           "(95% interval 0.90-1.06x; floor 0.50x)" in page
+    assert "- janet at" not in page
+
+
 def test_benchmark_writes_tables_with_every_cell(tmp_path):
     bench = _bench_module()
     result = bench._bench_shape((3, 2, 4, 5), torch.device("cpu"), repeats=1, warmup=0)
