@@ -271,10 +271,10 @@ def _targets(name: str, row: dict[str, Any]) -> dict[str, dict[str, float | bool
 
 
 def _check_note(check: dict[str, Any]) -> str:
-    """`` (95% interval 1.49-1.60x; floor 1.37x, above the target)``: the interval of a check's ratio, and
+    """`` (95% interval 1.490-1.604x; floor 1.37x, above the target)``: the interval of a check's ratio, and
     its floor where it has one."""
     lo, hi = check["interval"]
-    note = f" ({100 * INTERVAL_LEVEL:.0f}% interval {lo:.2f}-{hi:.2f}x"
+    note = f" ({100 * INTERVAL_LEVEL:.0f}% interval {lo:.3f}-{hi:.3f}x"
     if "floor" in check:
         note += f"; floor {check['floor']:.2f}x" + (", above the target" if check["floor"] > check["limit"] else "")
     return note + ")"
@@ -325,8 +325,9 @@ def _render(r: dict[str, Any]) -> str:
 
     def described(s: dict[str, Any], row: dict[str, Any], name: str, c: dict[str, Any]) -> str:
         sign = "<=" if c["met"] else ">"
-        return (f"- {row['model']} at T={s['T']}, B={s['B']}, I={s['I']}, H={s['H']}: {name} {c['value']:.2f}x "
-                f"{sign} {c['limit']:.2f}x" + _check_note(c))
+        # Three decimals: at two, SRU's 0.335x against its 1/3 read "0.33x > 0.33x".
+        return (f"- {row['model']} at T={s['T']}, B={s['B']}, I={s['I']}, H={s['H']}: {name} {c['value']:.3f}x "
+                f"{sign} {c['limit']:.3f}x" + _check_note(c))
 
     missed = [described(*check) for check in checks if not check[3]["met"]]
     close = [described(*check) for check in checks if check[3]["met"] and check[3]["interval"][1] > check[3]["limit"]]

@@ -660,11 +660,11 @@ def test_benchmark_page_gives_each_check_its_interval():
     record = {"device": "cpu", "date": "d", "commit": None, "command": "c", "torch": "t", "cpu": "x", "threads": 1,
               "repeats": 25, "warmup": 0, "shapes": [shape]}
     page = bench._render(record)
-    assert "**2 of 3 target checks met.** Missed:\n- sru at T=1, B=2, I=3, H=4: training vs LSTM 1.20x > 1.00x " \
-           "(95% interval 1.10-1.30x; floor 0.50x)" in page
+    assert "**2 of 3 target checks met.** Missed:\n- sru at T=1, B=2, I=3, H=4: training vs LSTM 1.200x > 1.000x " \
+           "(95% interval 1.100-1.300x; floor 0.50x)" in page
     # cifg met, but its interval reaches past the limit; janet's lies below it and is not listed.
-    assert "another run may miss them):\n- cifg at T=1, B=2, I=3, H=4: training vs LSTM 0.98x <= 1.00x " \
-           "(95% interval 0.90-1.06x; floor 0.50x)" in page
+    assert "another run may miss them):\n- cifg at T=1, B=2, I=3, H=4: training vs LSTM 0.980x <= 1.000x " \
+           "(95% interval 0.900-1.060x; floor 0.50x)" in page
     assert "- janet at" not in page
 
 
