@@ -9,7 +9,9 @@ as extensions of their own, with the flags seqlab builds its kernels with,
 and times chosen cells through both (``seqlab.nn._kernels.run_cell``) and
 ``torch.nn.LSTM`` of the same size: in each round the three run once in a
 shuffled order, and each figure is the median over rounds of the ratio
-within a round (``B/A`` below 1: B is faster).  ``--check`` first compares
+within a round (``B/A`` below 1: B is faster), B/A with a 95% interval for
+that median (``benchmarks/cells.py``'s; an interval that holds 1 means the
+rounds cannot tell the builds apart).  ``--check`` first compares
 the two builds' outputs and gradients (largest difference relative to the
 largest value).
 
@@ -38,7 +40,7 @@ from seqlab.nn import CELLS, Recurrent, _kernels
 from seqlab.nn._kernels import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cells import REPO, SHAPES, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
+from cells import REPO, SHAPES, _paired_interval, _paired_ratio, timed_rounds  # noqa: E402  (benchmarks/cells.py)
 
 SOURCE = "src/seqlab/nn/_kernels/recurrence.cpp"
 
@@ -128,6 +130,7 @@ def compare(a: ModuleType, b: ModuleType, cells: list[str], shapes: list[tuple[i
                 times = timed_rounds({"A": lambda: _step(a, layer, x, g), "B": lambda: _step(b, layer, x, g),
                                       "LSTM": torch_lstm}, rounds)
                 row |= {"b_over_a": _paired_ratio(times["B"], times["A"]),
+                        "b_over_a_interval": _paired_interval(times["B"], times["A"]),
                         "a_over_lstm": _paired_ratio(times["A"], times["LSTM"]),
                         "b_over_lstm": _paired_ratio(times["B"], times["LSTM"]),
                         "a_ms": 1000 * statistics.median(times["A"])}
@@ -139,7 +142,8 @@ def compare(a: ModuleType, b: ModuleType, cells: list[str], shapes: list[tuple[i
 def _format(row: dict) -> str:
     shape = "x".join(map(str, row["shape"]))
     check = f"  difference {row['difference']:.1e}" if "difference" in row else ""
-    return (f"{row['cell']:12s} {shape:>16s} {row['pass']:5s}  B/A {row['b_over_a']:.3f}  "
+    lo, hi = row["b_over_a_interval"]
+    return (f"{row['cell']:12s} {shape:>16s} {row['pass']:5s}  B/A {row['b_over_a']:.3f} ({lo:.3f}-{hi:.3f})  "
             f"A/LSTM {row['a_over_lstm']:.3f}  B/LSTM {row['b_over_lstm']:.3f}  A {row['a_ms']:.2f} ms{check}")
 
 

@@ -44,6 +44,9 @@ def test_one_build_against_itself_agrees_exactly(ab):
     for row in rows:
         assert row["difference"] == 0.0
         assert row["b_over_a"] > 0 and row["a_over_lstm"] > 0 and row["a_ms"] > 0
+        lo, hi = row["b_over_a_interval"]
+        assert lo <= row["b_over_a"] <= hi
+        assert f"B/A {row['b_over_a']:.3f} ({lo:.3f}-{hi:.3f})" in ab._format(row)
 
 
 def test_a_cell_without_a_kernel_is_refused(ab):
