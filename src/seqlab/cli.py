@@ -432,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time every registered cell (through seqlab.nn.Recurrent) and torch.nn.LSTM/GRU/RNN at the "
         "three shapes of issue 4, inference and forward+backward, and write docs/results/cells_cpu.md "
         "(cells_gpu.md with --device cuda) and .json with ratios to torch.nn.LSTM and achieved GFLOP/s. "
-        "Takes a few minutes on 2 cores; run it on a quiet machine.",
+        "The page checks issue 4's targets; each check's ratio comes with a 95% interval for its median over "
+        "the rounds. Takes a few minutes on 2 cores; run it on a quiet machine.",
     )
     bench_g2p = targets.add_parser(
         "g2p",
