@@ -1818,19 +1818,22 @@ std::vector<Tensor> nested_forward(const Tensor& xp, const T* xb, const std::vec
         }
         const T *q = q_all + b * G, *a = OUTER.row(k, b);
         T* m = INNER.row(k, b);
+        // Two passes: each activation's chain (polynomial, then a division) is long, and one pass
+        // chaining the gates, tanh(k) and tanh(c) kept too few units in flight to hide it.
 #pragma omp simd
         for (int64_t j = j0; j < j1; ++j) {
           const T i = A::sigmoid(q[j] + bias[j]);
           const T f = A::sigmoid(q[H + j] + bias[H + j]);
           const T g = A::tanh(q[2 * H + j] + bias[2 * H + j]);
           const T o = A::sigmoid(q[3 * H + j] + bias[3 * H + j]);
-          const T kc = f * kp_b[j] + i * g;
-          const T tk = A::tanh(kc);
-          const T c = o * tk;
-          const T tc = A::tanh(c);
           m[j] = i, m[H + j] = f, m[2 * H + j] = g, m[3 * H + j] = o;
-          kn_b[j] = kc, cn_b[j] = c;
-          hn_b[j] = out_b[j] = a[3 * H + j] * tc;
+          kn_b[j] = f * kp_b[j] + i * g;
+        }
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) {
+          const T c = m[3 * H + j] * A::tanh(kn_b[j]);
+          cn_b[j] = c;
+          hn_b[j] = out_b[j] = a[3 * H + j] * A::tanh(c);
         }
       });
     }
