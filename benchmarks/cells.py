@@ -330,7 +330,8 @@ def _render(r: dict[str, Any]) -> str:
                 f"{sign} {c['limit']:.3f}x" + _check_note(c))
 
     missed = [described(*check) for check in checks if not check[3]["met"]]
-    close = [described(*check) for check in checks if check[3]["met"] and check[3]["interval"][1] > check[3]["limit"]]
+    close = [described(*check) for check in checks
+             if check[3]["met"] and check[3]["interval"][1] > check[3]["limit"]]
     lines.append(f"**{len(checks) - len(missed)} of {len(checks)} target checks met.**" + (" Missed:" if missed else ""))
     lines += missed
     if close:
