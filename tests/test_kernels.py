@@ -105,6 +105,24 @@ def test_gradients_when_the_loss_leaves_outputs_unused(name, uses):
         torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("name", ["lstm", "sru"])
+def test_a_layer_trains_after_a_call_under_inference_mode(name):
+    """The zero state and full lengths the kernels get on the short path (one layer, no state, no
+    lengths) are kept per shape; one first made under torch.inference_mode() must still be one that
+    autograd can save.  The shape (T=17, B=13, H=11) is this test's own, so that the first call here
+    makes them."""
+    torch.manual_seed(0)
+    layer = Recurrent(name, 3, 11)
+    assert layer.backend == "seqlab"
+    x = torch.randn(17, 13, 3)
+    with torch.inference_mode():
+        evaluated, _ = layer(x)
+    output, _ = layer(x)
+    output.square().sum().backward()
+    torch.testing.assert_close(output.detach(), evaluated)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+
+
 def test_auto_uses_the_kernels_on_the_cpu():
     assert set(FUSED) == set(CELLS)  # every cell has a kernel, the default on the CPU, standard cells too
     for name in CELLS:

@@ -127,6 +127,29 @@ def test_repeated_calls_take_each_calls_inputs():
             torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
 
 
+def test_calls_under_inference_mode_leave_a_layer_usable_outside_it():
+    # What a layer keeps between calls (full lengths; on CUDA the graphs recorded at the second
+    # call with a shape, with their inputs' static copies) is made outside inference mode, so
+    # that no_grad calls and training after evaluation under torch.inference_mode() still work.
+    torch.manual_seed(3)
+    ref = Recurrent("cifg", 3, 4, impl="reference").double()
+    tri = Recurrent("cifg", 3, 4, impl="triton").to(DEVICE, torch.float64)
+    tri.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 5, 3, dtype=torch.float64)
+    want, _ = ref(x)
+    with torch.inference_mode():
+        for _ in range(3):
+            torch.testing.assert_close(tri(x.to(DEVICE))[0].cpu(), want.detach(), rtol=1e-9, atol=1e-10)
+    with torch.no_grad():
+        for _ in range(2):
+            torch.testing.assert_close(tri(x.to(DEVICE))[0].cpu(), want.detach(), rtol=1e-9, atol=1e-10)
+    out, _ = tri(x.to(DEVICE))
+    out.sum().backward()
+    want.sum().backward()
+    for a, b in zip(ref.parameters(), tri.parameters(), strict=True):
+        torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-9, atol=1e-10)
+
+
 def test_backend_names_the_triton_path():
     assert Recurrent("janet", 3, 4, impl="triton").to(DEVICE).backend == "triton"
     assert Recurrent("janet", 3, 4, impl="reference").to(DEVICE).backend == "reference"

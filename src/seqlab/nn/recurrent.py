@@ -57,17 +57,22 @@ Int8Recurrences = Callable[[int], "object | None"]
 # The kernels only read their lengths and initial state (they copy the state
 # before the loop), so the all-T lengths of an unpadded batch and the zero state
 # are made once per shape and kept: small ATen ops cost ~10 us each right after a
-# kernel has evicted the interpreter's data from cache.
+# kernel has evicted the interpreter's data from cache.  They are made outside
+# inference mode even when the first call runs in it: autograd cannot save an
+# inference tensor, so one kept from an evaluation under torch.inference_mode()
+# would break every training step after it.
 @functools.lru_cache(maxsize=32)
 def _full_lengths(T: int, B: int) -> Tensor:
     """``(B,)`` int64, all ``T``."""
-    return torch.full((B,), T, dtype=torch.long)
+    with torch.inference_mode(False):
+        return torch.full((B,), T, dtype=torch.long)
 
 
 @functools.lru_cache(maxsize=32)
 def _zero_state(B: int, H: int, dtype: torch.dtype, n: int) -> tuple[Tensor, ...]:
     """``n`` zero ``(B, H)`` CPU tensors (one tensor, ``n`` times)."""
-    zeros = torch.zeros(B, H, dtype=dtype)
+    with torch.inference_mode(False):
+        zeros = torch.zeros(B, H, dtype=dtype)
     return (zeros,) * n
 
 

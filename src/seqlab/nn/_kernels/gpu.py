@@ -75,14 +75,15 @@ _WORKS: dict[tuple, bool] = {}
 def works(cls: type[RecurrentCell], dtype: torch.dtype, device: torch.device) -> bool:
     """Whether ``cls``'s kernels compile and run here, tried once per cell class, dtype and device.
 
-    A tiny forward and backward runs on first use (the compile it costs is needed anyway);
+    A tiny forward and backward runs on first use (the compile it costs is needed anyway), outside
+    inference mode even where the first use is in it (autograd refuses inference tensors);
     if Triton cannot build or run them (an old GPU, a dtype its compiler refuses) one line goes
     to the ``seqlab.kernels`` logger and the caller runs the reference loop instead of failing.
     """
     key = (cls, dtype, device.type, device.index)
     if key not in _WORKS:
         try:
-            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
                 cell = cls(16, 16).to(device=device, dtype=dtype)
                 x = torch.linspace(-1, 1, 2 * 2 * 16, device=device, dtype=dtype).view(2, 2, 16).requires_grad_()
                 state = cell.init_state(2, x)
@@ -365,7 +366,10 @@ class _GraphCache:
                     self.seen.popitem(last=False)
                 return fn(*inputs)
             del self.seen[key]
-            static = [x.clone() for x in inputs]
+            # Ordinary tensors even in inference mode: every later call copies its inputs into
+            # them, which an inference tensor refuses outside inference mode.
+            with torch.inference_mode(False), torch.no_grad():
+                static = [x.clone() for x in inputs]
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
@@ -454,8 +458,10 @@ class _GpuRecurrence(torch.autograd.Function):
 
 @functools.lru_cache(maxsize=64)
 def _full_lengths(T: int, B: int, device: torch.device) -> Tensor:
-    """``(B,)`` lengths ``T`` (int32), made once per shape: a launch saved per call (never written to)."""
-    return torch.full((B,), T, dtype=torch.int32, device=device)
+    """``(B,)`` lengths ``T`` (int32), made once per shape: a launch saved per call (never written to).
+    Made outside inference mode, as ``recurrent._full_lengths`` is: autograd saves it."""
+    with torch.inference_mode(False):
+        return torch.full((B,), T, dtype=torch.int32, device=device)
 
 
 def run_cell(cell: RecurrentCell, x: Tensor, state: tuple[Tensor, ...] | None, lengths: Tensor | None,
