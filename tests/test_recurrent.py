@@ -258,6 +258,13 @@ def test_forward_errors():
         layer(torch.randn(5, 2, 3), lengths=torch.tensor([6, 2]))
     with pytest.raises(ValueError, match="state must be"):
         layer(torch.randn(5, 2, 3), torch.zeros(2, 2, 4))
+    for name in ("gru", "sru", "nested_lstm"):  # a standard cell (torch's kernel for an empty input) and two variants
+        with pytest.raises(ValueError, match="at least one time step, got T=0"):
+            Recurrent(name, 3, 4, num_layers=2)(torch.randn(0, 2, 3))
+        with pytest.raises(ValueError, match="at least one time step, got T=0"):
+            Recurrent(name, 3, 4, batch_first=True).forward_embedded(torch.nn.Embedding(5, 3),
+                                                                     torch.zeros(2, 0, dtype=torch.long))
+    assert Recurrent("sru", 3, 4)(torch.randn(5, 0, 3))[0].shape == (5, 0, 4)  # an empty batch is fine
 
 
 @pytest.mark.parametrize("batch_first", [True, False])

@@ -294,6 +294,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"expected input with I={self.input_size}, got shape {tuple(x.shape)}")
         x = x.transpose(0, 1) if self.batch_first else x
         T, B = x.shape[:2]
+        self._check_steps(T)
         lengths = None if lengths is None else self._check_lengths(lengths, T, B)
         output, final = self._forward_layers(x, self._check_state(state, B), lengths, runner, products,
                                              int8_recurrences)
@@ -324,6 +325,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"expected ids {'(B, T)' if self.batch_first else '(T, B)'}, got shape {tuple(ids.shape)}")
         ids = ids.t() if self.batch_first else ids  # (T, B)
         T, B = ids.shape
+        self._check_steps(T)
         lengths = None if lengths is None else self._check_lengths(lengths, T, B)
         first = [F.embedding(ids, weight @ _kernels.input_weight(cell).t())  # (T, B, G) each
                  for cell in self.cells[: self.num_directions]]
@@ -343,6 +345,7 @@ class Recurrent(nn.Module):
     def _run(self, x: Tensor, state: StateArg, lengths: Tensor | None):
         """(T, B, I) -> ((T, B, D*H), final state in the caller's format)."""
         T, B = x.shape[:2]
+        self._check_steps(T)
         if lengths is not None:
             lengths = self._check_lengths(lengths, T, B)
         states = self._check_state(state, B)
@@ -383,6 +386,12 @@ class Recurrent(nn.Module):
                 hint="use impl='auto' to fall back to the reference loop; building needs a C++ compiler and ninja",
             )
         return None if kernels is None else _cpu_runner(kernels)
+
+    @staticmethod
+    def _check_steps(T: int) -> None:
+        # torch.nn.LSTM refuses T = 0 too; without this the cells' loops failed on an empty stack.
+        if T == 0:
+            raise ValueError("expected a sequence of at least one time step, got T=0")
 
     def _check_lengths(self, lengths: Tensor, T: int, B: int) -> Tensor:
         lengths = torch.as_tensor(lengths)
