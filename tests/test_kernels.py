@@ -77,6 +77,10 @@ def test_fused_equals_reference_one_layer(name, dtype):
         ("lstm", dict(residual=True)),
         ("gru", dict(residual=True)),
         ("rnn_relu", dict(residual=True)),
+        ("lstm", dict(merge="sum")),
+        ("gru", dict(merge="sum")),
+        ("nested_lstm", dict(merge="sum")),
+        ("sru", dict(merge="sum", residual=True)),
     ],
 )
 def test_fused_equals_reference_with_options(name, options):

@@ -193,6 +193,37 @@ def test_bidirectional_equals_forward_plus_reversed_run(name):
         torch.testing.assert_close(s, torch.cat([f, b]))
 
 
+@pytest.mark.parametrize("name", ["lstm", "gru", "sru", "janet"])
+def test_summed_directions_add_the_halves_and_feed_h_wide_layers(name):
+    torch.manual_seed(0)
+    concat = Recurrent(name, 3, 4, bidirectional=True)
+    summed = Recurrent(name, 3, 4, bidirectional=True, merge="sum")
+    summed.load_state_dict(concat.state_dict())
+    x, lengths = torch.randn(5, 3, 3), torch.tensor([5, 2, 4])
+    both, final = concat(x, lengths=lengths)
+    out, final_sum = summed(x, lengths=lengths)
+    torch.testing.assert_close(out, both[..., :4] + both[..., 4:])
+    for a, b in zip(_as_tuple(final_sum), _as_tuple(final)):  # the states stay per direction
+        torch.testing.assert_close(a, b)
+    deep = Recurrent(name, 3, 4, 3, bidirectional=True, merge="sum", residual=True)
+    assert deep.output_size == 4 and [c.input_size for c in deep.cells] == [3, 3, 4, 4, 4, 4]
+    assert deep.residual_layers == (1, 2) and deep(x)[0].shape == (5, 3, 4)
+    assert "merge='sum'" in repr(deep)
+
+
+def test_summed_directions_errors():
+    with pytest.raises(ValueError, match="needs bidirectional=True"):
+        Recurrent("gru", 3, 4, merge="sum")
+    with pytest.raises(ValueError, match="merge must be one of concat, sum"):
+        Recurrent("gru", 3, 4, bidirectional=True, merge="mean")
+    with pytest.raises(ValueError, match="merge='sum'"):
+        Recurrent("gru", 3, 4, bidirectional=True, merge="sum", impl="torch")
+    summed = Recurrent("lstm", 3, 4, bidirectional=True, merge="sum")
+    assert not summed.native_allowed  # torch's kernel only concatenates
+    with pytest.raises(ValueError, match="concatenated directions"):
+        summed.to_torch()
+
+
 def test_residual_adds_layer_input():
     torch.manual_seed(0)
     plain = Recurrent("gru", 4, 4, 2)

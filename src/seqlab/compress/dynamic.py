@@ -157,9 +157,9 @@ class ConvertedLSTM(nn.Module, abc.ABC):
 
     def __init__(self, rnn: Recurrent) -> None:
         super().__init__()
-        if rnn.cell != "lstm" or rnn.residual:
-            raise ValueError(f"{type(self).__name__} converts plain LSTM layers, got cell={rnn.cell!r}, "
-                             f"residual={rnn.residual}")
+        if rnn.cell != "lstm" or rnn.residual or rnn.merge != "concat":
+            raise ValueError(f"{type(self).__name__} converts plain LSTM layers with concatenated directions, "
+                             f"got cell={rnn.cell!r}, residual={rnn.residual}, merge={rnn.merge!r}")
         self.input_size, self.hidden_size = rnn.input_size, rnn.hidden_size
         self.num_layers, self.num_directions = rnn.num_layers, rnn.num_directions
         self.batch_first = rnn.batch_first

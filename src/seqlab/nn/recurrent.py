@@ -42,6 +42,7 @@ __all__ = ["Recurrent", "from_torch"]
 StateArg = Tensor | tuple[Tensor, ...] | None
 
 _IMPLS = ("auto", "torch", "fused", "triton", "reference")
+MERGES = ("concat", "sum")  # how a bidirectional layer joins its two directions' outputs
 
 # A runner takes one layer and direction: (cell, x, state or None for zeros, lengths or None, reverse)
 # -> (output, state).
@@ -115,12 +116,16 @@ class Recurrent(nn.Module):
         hidden_size: units per direction, ``H``.
         num_layers: stacked layers, ``L``.
         batch_first: input and output are ``(B, T, ·)`` instead of ``(T, B, ·)``.
-        bidirectional: run a second cell backwards over each sequence and
-            concatenate both outputs (Schuster & Paliwal 1997).
+        bidirectional: run a second cell backwards over each sequence
+            (Schuster & Paliwal 1997); ``merge`` joins the two outputs.
+        merge: with ``bidirectional``, "concat" (``D * H`` features per
+            step, torch's layout) or "sum" (``H``: the two directions'
+            outputs added, halving the next layer's input).
         dropout: dropout on the outputs of every layer but the last.
         residual: add each layer's input to its output wherever the two have
             the same size (a deep residual RNN; Wu et al. 2016 for GNMT).
-            Layer 0 qualifies only when ``input_size == D * H``.
+            Layer 0 qualifies only when ``input_size`` equals a layer's output
+            size (``D * H``, or ``H`` with ``merge="sum"``).
         impl: "auto" runs seqlab's compiled kernel on float CPU inputs
             when it builds (for the standard cells too: it trains faster
             than torch's CPU kernels, see ``seqlab bench cells``); on CUDA
@@ -143,7 +148,8 @@ class Recurrent(nn.Module):
     * ``state``: ``(L * D, B, H)``, or a tuple of such tensors for cells
       with several (``(h, c)`` for the LSTM family), ordered like torch:
       layer-major, forward direction before backward.
-    * ``output``: ``(T, B, D * H)``, the last layer's ``h`` at every step.
+    * ``output``: ``(T, B, D * H)``, the last layer's ``h`` at every step
+      (``(T, B, H)`` with ``merge="sum"``).
     """
 
     def __init__(
@@ -155,6 +161,7 @@ class Recurrent(nn.Module):
         *,
         batch_first: bool = False,
         bidirectional: bool = False,
+        merge: str = "concat",
         dropout: float = 0.0,
         residual: bool = False,
         impl: str = "auto",
@@ -169,13 +176,19 @@ class Recurrent(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if impl not in _IMPLS:
             raise ValueError(f"impl must be one of {', '.join(_IMPLS)}, got {impl!r}")
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {', '.join(MERGES)}, got {merge!r}")
+        if merge != "concat" and not bidirectional:
+            raise ValueError(f"merge={merge!r} joins the two directions' outputs: it needs bidirectional=True")
         if impl == "triton" and not gpu.supports(cls):
             names = [name for name, c in CELLS.items() if gpu.supports(c)]
             raise ValueError(f"impl='triton' needs a cell with Triton kernels ({', '.join(names)}), got {cell!r}")
-        if impl == "torch" and (cls.native is None or residual):
+        if impl == "torch" and (cls.native is None or residual or merge != "concat"):
             names = [name for name, c in CELLS.items() if c.native]
             raise ValueError(f"impl='torch' needs a standard cell ({', '.join(names)}) without residual "
-                             f"connections, got {cell!r}" + (" with residual=True" if residual else ""))
+                             f"connections and with concatenated directions, got {cell!r}"
+                             + (" with residual=True" if residual else "")
+                             + (f" with merge={merge!r}" if merge != "concat" else ""))
         if impl == "fused" and not _kernels.supports(cls):
             fused = [name for name, c in CELLS.items() if _kernels.supports(c)]
             raise ValueError(f"impl='fused' needs a cell with a seqlab kernel ({', '.join(fused)}), got {cell!r}")
@@ -186,18 +199,19 @@ class Recurrent(nn.Module):
         self.batch_first = batch_first
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
+        self.merge = merge
         self.dropout = float(dropout)
         self.impl = impl
         self.cell_options = dict(cell_options)
         self.state_size = cls.state_size
 
-        out = self.num_directions * hidden_size
+        out = self.output_size
         layer_inputs = [input_size] + [out] * (num_layers - 1)
         self.residual_layers = tuple(l for l, size in enumerate(layer_inputs) if residual and size == out)
         if residual and not self.residual_layers:
             raise ValueError(
                 f"residual=True needs a layer whose input and output sizes match: with num_layers=1 "
-                f"input_size ({input_size}) must equal num_directions * hidden_size ({out}); "
+                f"input_size ({input_size}) must equal the output size ({out}); "
                 f"or use num_layers >= 2"
             )
         self.residual = residual
@@ -209,10 +223,17 @@ class Recurrent(nn.Module):
     # ------------------------------------------------------------------ info
 
     @property
+    def output_size(self) -> int:
+        """Features per step of the output: ``D * H``, or ``H`` when the directions are summed."""
+        return self.hidden_size if self.merge == "sum" else self.num_directions * self.hidden_size
+
+    @property
     def native_allowed(self) -> bool:
         """True when torch's fused kernel may run this module: ``impl`` "auto" or "torch", a standard
-        cell, no residual connections. Whether "auto" runs it depends on the input (see :attr:`backend`)."""
-        return self.impl in ("auto", "torch") and CELLS[self.cell].native is not None and not self.residual
+        cell, no residual connections, concatenated directions. Whether "auto" runs it depends on the
+        input (see :attr:`backend`)."""
+        return (self.impl in ("auto", "torch") and CELLS[self.cell].native is not None and not self.residual
+                and self.merge == "concat")
 
     @property
     def uses_native(self) -> bool:
@@ -242,6 +263,8 @@ class Recurrent(nn.Module):
         for name in ("batch_first", "bidirectional", "residual"):
             if getattr(self, name):
                 s += f", {name}=True"
+        if self.merge != "concat":
+            s += f", merge={self.merge!r}"
         if self.dropout:
             s += f", dropout={self.dropout}"
         return s
@@ -513,7 +536,12 @@ class Recurrent(nn.Module):
                     output, state = self._run_direction(cell, layer_input, state, mask, reverse=direction == 1)
                 outputs.append(output)
                 finals.append(state)
-            y = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
+            if len(outputs) == 1:
+                y = outputs[0]
+            elif self.merge == "sum":
+                y = outputs[0] + outputs[1]  # (T, B, H)
+            else:
+                y = torch.cat(outputs, dim=-1)  # (T, B, D*H)
             if layer in self.residual_layers:
                 y = y + layer_input if mask is None else y + layer_input * mask
             if self.dropout and self.training and layer < self.num_layers - 1:
@@ -547,10 +575,11 @@ class Recurrent(nn.Module):
     def to_torch(self) -> nn.RNNBase:
         """An equivalent ``torch.nn.LSTM``/``GRU``/``RNN`` with copies of the weights."""
         native = CELLS[self.cell].native
-        if native is None or self.residual:
+        if native is None or self.residual or self.merge != "concat":
             raise ValueError(
-                f"only lstm, gru, rnn_tanh and rnn_relu without residual connections have a torch "
-                f"equivalent; this layer is cell={self.cell!r}, residual={self.residual}"
+                f"only lstm, gru, rnn_tanh and rnn_relu without residual connections and with concatenated "
+                f"directions have a torch equivalent; this layer is cell={self.cell!r}, residual={self.residual}, "
+                f"merge={self.merge!r}"
             )
         kwargs = dict(
             num_layers=self.num_layers,
