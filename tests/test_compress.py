@@ -79,6 +79,20 @@ def test_low_precision_lstm_follows_the_float_layer_and_keeps_padding_zero(conve
     torch.testing.assert_close(q_state, state, atol=0.03, rtol=0)
 
 
+@pytest.mark.parametrize("convert", _lstm_converters())
+def test_low_precision_conversion_leaves_summed_directions_in_float(convert):
+    """The converted layers run torch's whole-sequence LSTM where seqlab's kernels cannot, and torch
+    only concatenates the directions: a layer with merge="sum" is refused, and swap_layers keeps it."""
+    from seqlab.compress.dynamic import swap_layers
+    from seqlab.nn import Recurrent
+
+    summed = Recurrent("lstm", 6, 10, bidirectional=True, merge="sum")
+    with pytest.raises(ValueError, match="concatenated directions"):
+        convert(summed)
+    model = torch.nn.Sequential(summed)
+    assert swap_layers(model, convert, lambda linear: linear)[0] is summed
+
+
 def test_int8_lstm_runs_int8_products_on_the_kernels_and_torchs_quantised_lstm_without_them():
     from torch import nn
 

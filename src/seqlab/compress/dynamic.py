@@ -290,8 +290,9 @@ def quantize_dynamic(model: nn.Module) -> nn.Module:
 def swap_layers(module: nn.Module, lstm: Callable[[Recurrent], nn.Module],
                 linear: Callable[[nn.Linear], nn.Module]) -> nn.Module:
     """``module`` with every plain-LSTM :class:`~seqlab.nn.Recurrent` replaced by ``lstm(it)`` and every
-    ``nn.Linear`` by ``linear(it)``, in place (the module itself, if it is one, is returned replaced)."""
-    if isinstance(module, Recurrent) and module.cell == "lstm" and not module.residual:
+    ``nn.Linear`` by ``linear(it)``, in place (the module itself, if it is one, is returned replaced).
+    Other recurrent layers (other cells, residual connections, summed directions) stay as they are."""
+    if isinstance(module, Recurrent) and module.cell == "lstm" and not module.residual and module.merge == "concat":
         return lstm(module)
     if type(module) is nn.Linear:
         return linear(module)
