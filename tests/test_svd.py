@@ -78,3 +78,25 @@ def test_recurrent_only_and_input_only():
     assert [f.name for f in compress_svd(rnn, fraction=0.5, recurrent=False)] == ["cells.0.weight_ih"]
     with pytest.raises(ValueError, match="nothing to compress"):
         compress_svd(rnn, energy=0.9, recurrent=False, inputs=False)
+
+
+def test_the_g2p_benchmark_scores_each_cut_and_full_rank_scores_as_the_original(tmp_path, monkeypatch):
+    from conftest import TINY, load_benchmark, synthetic_g2p
+
+    from seqlab.tasks.g2p import G2PConfig, G2PTask
+    from seqlab.train import Trainer
+
+    task = G2PTask(G2PConfig(**{**TINY, "epochs": 4}), synthetic_g2p())
+    torch.manual_seed(0)
+    Trainer(task.build_model(), task, task.config, tmp_path / "run").fit(log=lambda *_: None)
+    bench = load_benchmark("svd_g2p")
+    monkeypatch.setattr(bench, "load_g2p", lambda: synthetic_g2p(seed=1))
+    monkeypatch.setattr(bench, "RULES", [("energy", 1.0), ("fraction", 0.25)])
+    assert bench.main(["--checkpoint", str(tmp_path / "run" / "best"), "--out", str(tmp_path / "out")]) == 0
+    rows = __import__("json").loads((tmp_path / "out" / "svd_g2p.json").read_text())
+    original, full, quarter = rows
+    assert full["wer"] == original["wer"] and full["per"] == original["per"]
+    assert full["factored"] == full["dense"] > 0 and quarter["factored"] <= 0.25 * quarter["dense"]
+    assert len(quarter["ranks"]) == quarter["matrices"] == 6  # input and recurrent of 2 encoder cells, 1 decoder cell
+    page = (tmp_path / "out" / "svd_g2p.md").read_text()
+    assert "| fraction 0.25 |" in page and "--checkpoint" in page
