@@ -71,7 +71,7 @@ def _render(rows: list[dict], checkpoint: Path, command: str) -> str:
         f"(commit {git_commit(REPO)}), torch {torch.__version__}, {cpu_name()}. Model: `{checkpoint.name}` "
         f"({base['model']:,} numbers). Every LSTM cell's input and recurrent matrix replaced by its best rank-r "
         "approximation (`seqlab.compress.compress_svd`), no fine-tuning; scored on the SPEC test split "
-        f"({'greedy'}, float32). *energy*: each rank keeps at least that share of its matrix's squared singular "
+        "(greedy, float32). *energy*: each rank keeps at least that share of its matrix's squared singular "
         "values; *fraction*: each matrix's two factors take at most that share of its numbers. *as factors*: "
         "the numbers storing the factors would take (the model itself keeps the products dense and runs at the "
         "original speed).",
