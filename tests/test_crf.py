@@ -99,7 +99,7 @@ def test_errors_name_the_bad_input():
         crf(e, torch.zeros(4, 2))
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 4\]"):
         crf(e, torch.zeros(4, 2, dtype=torch.long), torch.tensor([0, 4]))
-    with pytest.raises(ValueError, match="at least one step"):
+    with pytest.raises(ValueError, match="at least one time step"):
         crf.decode(torch.randn(0, 2, 3))
     with pytest.raises(ValueError, match="reduction"):
         crf(e, torch.zeros(4, 2, dtype=torch.long), reduction="avg")

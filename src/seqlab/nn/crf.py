@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .recurrent import checked_lengths
+
 __all__ = ["CRF"]
 
 
@@ -137,8 +139,7 @@ class CRF(nn.Module):
             emissions = emissions.transpose(0, 1)
             tags = None if tags is None else tags.transpose(0, 1)
         T, B, _ = emissions.shape
-        if T == 0:
-            raise ValueError("expected a sequence of at least one step, got T=0")
+        lengths = checked_lengths(lengths, T, B)
         if tags is not None:
             if tags.shape != (T, B):
                 want = (B, T) if self.batch_first else (T, B)
@@ -148,14 +149,7 @@ class CRF(nn.Module):
                 raise ValueError(f"tags must be int64 ids, got {tags.dtype}")
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.long, device=emissions.device)
-        else:
-            lengths = torch.as_tensor(lengths, device=emissions.device)
-            if lengths.shape != (B,):
-                raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
-            if B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
-                raise ValueError(f"lengths must lie in [1, {T}], got min {int(lengths.min())}, "
-                                 f"max {int(lengths.max())}")
-            lengths = lengths.long()
+        lengths = lengths.to(emissions.device)
         mask = torch.arange(T, device=emissions.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
         if tags is not None:
             valid = tags[mask]

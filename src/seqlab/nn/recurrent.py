@@ -62,6 +62,21 @@ Int8Recurrences = Callable[[int], "object | None"]
 # inference mode even when the first call runs in it: autograd cannot save an
 # inference tensor, so one kept from an evaluation under torch.inference_mode()
 # would break every training step after it.
+def checked_lengths(lengths: Tensor | None, T: int, B: int) -> Tensor | None:
+    """The checks every sequence layer makes (``Recurrent``, ``CRF``): at least one step (torch.nn.LSTM
+    refuses T = 0 too), and ``lengths`` ``(B,)`` in ``[1, T]``, returned as int64 (None stays None)."""
+    if T == 0:
+        raise ValueError("expected a sequence of at least one time step, got T=0")
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
+    if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > T):
+        raise ValueError(f"lengths must lie in [1, {T}], got min {int(lengths.min())}, max {int(lengths.max())}")
+    return lengths.to(torch.long)
+
+
 @functools.lru_cache(maxsize=32)
 def _full_lengths(T: int, B: int) -> Tensor:
     """``(B,)`` int64, all ``T``."""
@@ -317,8 +332,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"expected input with I={self.input_size}, got shape {tuple(x.shape)}")
         x = x.transpose(0, 1) if self.batch_first else x
         T, B = x.shape[:2]
-        self._check_steps(T)
-        lengths = None if lengths is None else self._check_lengths(lengths, T, B)
+        lengths = checked_lengths(lengths, T, B)
         output, final = self._forward_layers(x, self._check_state(state, B), lengths, runner, products,
                                              int8_recurrences)
         return self._finish(output, final)
@@ -348,8 +362,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"expected ids {'(B, T)' if self.batch_first else '(T, B)'}, got shape {tuple(ids.shape)}")
         ids = ids.t() if self.batch_first else ids  # (T, B)
         T, B = ids.shape
-        self._check_steps(T)
-        lengths = None if lengths is None else self._check_lengths(lengths, T, B)
+        lengths = checked_lengths(lengths, T, B)
         first = [F.embedding(ids, weight @ _kernels.input_weight(cell).t())  # (T, B, G) each
                  for cell in self.cells[: self.num_directions]]
 
@@ -368,9 +381,7 @@ class Recurrent(nn.Module):
     def _run(self, x: Tensor, state: StateArg, lengths: Tensor | None):
         """(T, B, I) -> ((T, B, D*H), final state in the caller's format)."""
         T, B = x.shape[:2]
-        self._check_steps(T)
-        if lengths is not None:
-            lengths = self._check_lengths(lengths, T, B)
+        lengths = checked_lengths(lengths, T, B)
         states = self._check_state(state, B)
         kernels = self._kernels_for(x)
         if kernels is None and self.native_allowed:
@@ -410,19 +421,6 @@ class Recurrent(nn.Module):
             )
         return None if kernels is None else _cpu_runner(kernels)
 
-    @staticmethod
-    def _check_steps(T: int) -> None:
-        # torch.nn.LSTM refuses T = 0 too; without this the cells' loops failed on an empty stack.
-        if T == 0:
-            raise ValueError("expected a sequence of at least one time step, got T=0")
-
-    def _check_lengths(self, lengths: Tensor, T: int, B: int) -> Tensor:
-        lengths = torch.as_tensor(lengths)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
-        if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > T):
-            raise ValueError(f"lengths must lie in [1, {T}], got min {int(lengths.min())}, max {int(lengths.max())}")
-        return lengths.to(torch.long)
 
     def _check_state(self, state: StateArg, B: int) -> tuple[Tensor, ...] | None:
         if state is None:
