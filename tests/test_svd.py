@@ -1,5 +1,7 @@
 """Truncated-SVD compression: rank rules, Eckart-Young factors, and whole models at full and low rank."""
 
+import json
+
 import pytest
 import torch
 
@@ -93,7 +95,7 @@ def test_the_g2p_benchmark_scores_each_cut_and_full_rank_scores_as_the_original(
     monkeypatch.setattr(bench, "load_g2p", lambda: synthetic_g2p(seed=1))
     monkeypatch.setattr(bench, "RULES", [("energy", 1.0), ("fraction", 0.25)])
     assert bench.main(["--checkpoint", str(tmp_path / "run" / "best"), "--out", str(tmp_path / "out")]) == 0
-    rows = __import__("json").loads((tmp_path / "out" / "svd_g2p.json").read_text())
+    rows = json.loads((tmp_path / "out" / "svd_g2p.json").read_text())
     original, full, quarter = rows
     assert full["wer"] == original["wer"] and full["per"] == original["per"]
     assert full["factored"] == full["dense"] > 0 and quarter["factored"] <= 0.25 * quarter["dense"]

@@ -157,7 +157,7 @@ class ConvertedLSTM(nn.Module, abc.ABC):
 
     def __init__(self, rnn: Recurrent) -> None:
         super().__init__()
-        if rnn.cell != "lstm" or rnn.residual or rnn.merge != "concat":
+        if not converts(rnn):
             raise ValueError(f"{type(self).__name__} converts plain LSTM layers with concatenated directions, "
                              f"got cell={rnn.cell!r}, residual={rnn.residual}, merge={rnn.merge!r}")
         self.input_size, self.hidden_size = rnn.input_size, rnn.hidden_size
@@ -287,12 +287,18 @@ def quantize_dynamic(model: nn.Module) -> nn.Module:
     return swap_layers(inference_copy(model), Int8LSTM, int8_linear)
 
 
+def converts(rnn: Recurrent) -> bool:
+    """Whether the converted LSTMs take ``rnn``: plain LSTM cells, no residual connections, concatenated
+    directions (where seqlab's kernels cannot run they fall back on torch's whole-sequence LSTM)."""
+    return rnn.cell == "lstm" and not rnn.residual and rnn.merge == "concat"
+
+
 def swap_layers(module: nn.Module, lstm: Callable[[Recurrent], nn.Module],
                 linear: Callable[[nn.Linear], nn.Module]) -> nn.Module:
     """``module`` with every plain-LSTM :class:`~seqlab.nn.Recurrent` replaced by ``lstm(it)`` and every
     ``nn.Linear`` by ``linear(it)``, in place (the module itself, if it is one, is returned replaced).
     Other recurrent layers (other cells, residual connections, summed directions) stay as they are."""
-    if isinstance(module, Recurrent) and module.cell == "lstm" and not module.residual and module.merge == "concat":
+    if isinstance(module, Recurrent) and converts(module):
         return lstm(module)
     if type(module) is nn.Linear:
         return linear(module)
